@@ -1,0 +1,43 @@
+"""Shared test fixtures. Servers bind 127.0.0.1 only; nothing here touches any other address."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+# Keep huggingface_hub away from the real hub and from the user's cache, before anything imports it.
+os.environ.setdefault("HF_HUB_OFFLINE", "0")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+@contextlib.contextmanager
+def world_env(world, data_root: Path) -> Iterator[dict[str, str]]:
+    """Point vila_assets' resources at ``world`` and ``data_root`` for the duration of the block."""
+    env = {**world.env(), "VILA_DATA_ROOT": str(data_root), "VILA_HF_CACHE": str(data_root / "cache" / "hf")}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield env
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_cache(tmp_path_factory) -> Path:
+    """One tiny CLIP training per test session, shared by every world that needs it."""
+    return tmp_path_factory.mktemp("tiny-clip-cache")
+
+
+@pytest.fixture
+def dagster_instance() -> Iterator[dg.DagsterInstance]:
+    with dg.instance_for_test() as instance:
+        yield instance

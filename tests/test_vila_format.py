@@ -1,0 +1,70 @@
+import pickle
+
+import pytest
+
+from vila_assets.core import vila_format as vf
+
+
+def test_write_pickle_shard_pairs_pkl_and_count(tmp_path):
+    vf.write_pickle_shard(tmp_path, "part-00000", [{"a": 1}, {"a": 2}])
+    vf.write_pickle_shard(tmp_path, "part-00001", [{"a": 3}])
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "part-00000.count", "part-00000.pkl", "part-00001.count", "part-00001.pkl",
+    ]
+    shards = vf.loader_shards(tmp_path)
+    assert [(s.stem, s.count) for s in shards] == [("part-00000", 2), ("part-00001", 1)]
+    assert [r["a"] for _, r in vf.iter_shard_records(tmp_path)] == [1, 2, 3]
+    assert vf.validate_shard_dir(tmp_path) == []
+
+
+def test_rerun_writes_identical_bytes(tmp_path):
+    recs = [{"text": "x", "image": "abc", "n": i} for i in range(5)]
+    vf.write_pickle_shard(tmp_path / "a", "s", recs)
+    vf.write_pickle_shard(tmp_path / "b", "s", recs)
+    assert (tmp_path / "a" / "s.pkl").read_bytes() == (tmp_path / "b" / "s.pkl").read_bytes()
+
+
+def test_validate_flags_extra_files_and_miscounts(tmp_path):
+    vf.write_pickle_shard(tmp_path, "s0", [{}, {}])
+    (tmp_path / "manifest.parquet").write_bytes(b"x")
+    (tmp_path / "s0.count").write_text("3")
+    (tmp_path / "s1.pkl").write_bytes(pickle.dumps([]))
+    problems = "\n".join(vf.validate_shard_dir(tmp_path))
+    assert "manifest.parquet" in problems
+    assert "says 3 but the pickle holds 2" in problems
+    assert "not paired" in problems
+
+
+def test_split_sizes_distributes_the_remainder():
+    assert vf.split_sizes(10, 3) == [4, 3, 3]
+    assert sum(vf.split_sizes(1_000_003, 128)) == 1_000_003
+    assert vf.split_sizes(5, 8) == [1, 1, 1, 1, 1, 0, 0, 0]
+    assert vf.fixed_size_parts(25, 10) == [10, 10, 5]
+    assert vf.fixed_size_parts(20, 10) == [10, 10]
+
+
+def test_registry_paths_match_vila_defaults(tmp_path):
+    assert vf.registry_path("mmc4core", tmp_path) == tmp_path / "playground/data/mmc4-core/pkl-core"
+    assert vf.registry_path("coyo", tmp_path) == tmp_path / "playground/data/coyo-700m/pkl02-split"
+    assert vf.registry_path("vflan", tmp_path) == tmp_path / "playground/data/vlm-flan-clean-text1m-nosqa-sharded"
+
+
+@pytest.mark.parametrize(
+    "rec,needle",
+    [
+        ({"id": "1", "conversations": []}, "non-empty list"),
+        ({"id": "1", "conversations": [{"from": "gpt", "value": "x"}]}, "expected 'human'"),
+        ({"id": "1", "conversations": [{"from": "human", "value": "<image>\nhi"}, {"from": "gpt", "value": "x"}]}, "no 'image'"),
+        ({"conversations": [{"from": "human", "value": "hi"}]}, "missing 'id'"),
+    ],
+)
+def test_conversation_validation_names_the_record(rec, needle):
+    problems = vf.validate_conversation_record(rec, where="f.json[3]")
+    assert problems and needle in "\n".join(problems)
+    assert all(p.startswith("f.json[3]") for p in problems)
+
+
+def test_valid_conversation_has_no_problems():
+    rec = {"id": "9", "image": "coco/train2017/1.jpg",
+           "conversations": [{"from": "human", "value": "<image>\nWhat?"}, {"from": "gpt", "value": "A bus."}]}
+    assert vf.validate_conversation_record(rec, where="x") == []

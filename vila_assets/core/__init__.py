@@ -1,0 +1,1 @@
+"""Dagster-free core: crawling, imaging, dedup, sampling and VILA formats. Nothing here imports dagster."""

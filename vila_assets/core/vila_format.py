@@ -1,0 +1,231 @@
+"""VILA's on-disk contracts, in one place: registry paths, sharded ``.pkl``/``.count`` directories, and
+LLaVA-format JSON. Writers and tests both use this module, so the contract cannot drift between them.
+
+The sharded-pickle rules mirror VILA's loaders (``LazyMMC4Dataset``, ``LazyCoyoDataset``,
+``LazyVFlanDataset``): the directory holds only ``<stem>.pkl`` + ``<stem>.count`` pairs; ``.count`` is a
+decimal integer equal to ``len(pickle.load(<stem>.pkl))``; each pickle is a plain ``list[dict]``.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import pickle
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vila_assets.core.atomic import atomic_open, atomic_write_text
+
+# Pickle protocol pinned so reruns on any Python >= 3.8 give the same bytes.
+PICKLE_PROTOCOL = 4
+PLAYGROUND = Path("playground") / "data"
+
+
+@dataclass(frozen=True)
+class RegistryEntry:
+    """One VILA dataset registry entry (VILA v1 defaults, paths relative to the VILA repo root)."""
+
+    name: str
+    type: str
+    data_path: str
+    image_path: str | None = None
+
+
+REGISTRY: dict[str, RegistryEntry] = {
+    e.name: e
+    for e in (
+        RegistryEntry(
+            "llava_1_5_align",
+            "torch",
+            "./playground/data/LLaVA-Pretrain/LLaVA-CC3M-Pretrain-595K.json",
+            "./playground/data/LLaVA-Pretrain/images",
+        ),
+        RegistryEntry("mmc4core", "mmc4", "./playground/data/mmc4-core/pkl-core"),
+        RegistryEntry("coyo", "coyo", "./playground/data/coyo-700m/pkl02-split"),
+        RegistryEntry(
+            "llava_1_5_sft", "torch", "./playground/data/llava_v1_5_mix665k.json", "./playground/data"
+        ),
+        RegistryEntry(
+            "sharegpt4v_sft",
+            "torch",
+            "./playground/data/sharegpt4v/sharegpt4v_mix738k_remove_sa.json",
+            "./playground/data",
+        ),
+        RegistryEntry("vflan", "vflan", "./playground/data/vlm-flan-clean-text1m-nosqa-sharded"),
+    )
+}
+
+
+def registry_path(name: str, root: str | os.PathLike[str]) -> Path:
+    """Where registry entry ``name``'s data lives under a data root (``<root>/playground/data/...``)."""
+    return Path(root) / REGISTRY[name].data_path.removeprefix("./")
+
+
+# --- sharded pickle directories -------------------------------------------------------------------
+
+
+def write_pickle_shard(directory: str | os.PathLike[str], stem: str, records: Sequence[dict]) -> Path:
+    """Write ``<stem>.pkl`` and ``<stem>.count`` atomically. Returns the ``.pkl`` path.
+
+    The ``.pkl`` lands first, then the ``.count``: a crash in between leaves a stale or missing count
+    that :func:`validate_shard_dir` reports and a rerun overwrites.
+    """
+    if "/" in stem or stem.startswith("."):
+        raise ValueError(f"bad shard stem {stem!r}")
+    directory = Path(directory)
+    records = list(records)
+    with atomic_open(directory / f"{stem}.pkl", "wb") as fh:
+        pickle.dump(records, fh, protocol=PICKLE_PROTOCOL)
+    atomic_write_text(directory / f"{stem}.count", str(len(records)))
+    return directory / f"{stem}.pkl"
+
+
+def read_count(path: str | os.PathLike[str]) -> int:
+    return int(Path(path).read_text().strip())
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    stem: str
+    count: int
+    pkl: Path
+
+
+def loader_shards(directory: str | os.PathLike[str]) -> list[ShardInfo]:
+    """The shards VILA's loader would see, computed exactly the way it does.
+
+    ``n_shards = len(os.listdir(dir)) // 2``; then the sorted ``*.count`` names truncated to ``n_shards``.
+    """
+    directory = Path(directory)
+    names = os.listdir(directory)
+    n_shards = len(names) // 2
+    counts = sorted(n for n in names if n.endswith(".count"))[:n_shards]
+    return [
+        ShardInfo(c[: -len(".count")], read_count(directory / c), directory / (c[: -len(".count")] + ".pkl"))
+        for c in counts
+    ]
+
+
+def validate_shard_dir(directory: str | os.PathLike[str], *, check_lengths: bool = True) -> list[str]:
+    """Problems that would break or skew VILA's sharded loader; an empty list means the contract holds."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return [f"{directory}: not a directory"]
+    problems: list[str] = []
+    names = sorted(os.listdir(directory))
+    stems_pkl = {n[:-4] for n in names if n.endswith(".pkl")}
+    stems_count = {n[:-6] for n in names if n.endswith(".count")}
+    for n in names:
+        if not (n.endswith(".pkl") or n.endswith(".count")):
+            problems.append(f"{directory / n}: not a .pkl/.count file (skews n_shards = len(listdir)//2)")
+    for s in sorted(stems_pkl ^ stems_count):
+        problems.append(f"{directory / s}: .pkl and .count are not paired")
+    for s in sorted(stems_pkl & stems_count):
+        try:
+            count = read_count(directory / f"{s}.count")
+        except ValueError:
+            problems.append(f"{directory / s}.count: not a decimal integer")
+            continue
+        if check_lengths:
+            with open(directory / f"{s}.pkl", "rb") as fh:
+                data = pickle.load(fh)
+            if not isinstance(data, list):
+                problems.append(f"{directory / s}.pkl: holds {type(data).__name__}, not list")
+            elif len(data) != count:
+                problems.append(f"{directory / s}.count says {count} but the pickle holds {len(data)}")
+    return problems
+
+
+def iter_shard_records(directory: str | os.PathLike[str]) -> Iterator[tuple[str, dict]]:
+    """Every record of a sharded directory in loader order, as ``(stem, record)``."""
+    for shard in loader_shards(directory):
+        with open(shard.pkl, "rb") as fh:
+            for rec in pickle.load(fh):
+                yield shard.stem, rec
+
+
+def split_sizes(total: int, n_parts: int) -> list[int]:
+    """``n_parts`` sizes summing to ``total``, differing by at most one (remainder spread over the first)."""
+    if n_parts <= 0:
+        raise ValueError("n_parts must be positive")
+    base, extra = divmod(total, n_parts)
+    return [base + (1 if i < extra else 0) for i in range(n_parts)]
+
+
+def fixed_size_parts(total: int, part_size: int) -> list[int]:
+    """Consecutive parts of exactly ``part_size``; a shorter last part holds the remainder (never dropped)."""
+    if part_size <= 0:
+        raise ValueError("part_size must be positive")
+    full, rest = divmod(total, part_size)
+    return [part_size] * full + ([rest] if rest else [])
+
+
+# --- images as VILA stores them ------------------------------------------------------------------
+
+
+def jpeg_to_base64(data: bytes) -> str:
+    """VILA keeps images as base64 of JPEG bytes, as ``str``."""
+    return base64.b64encode(data).decode("ascii")
+
+
+def decode_base64_image(s: str):
+    """What VILA's loaders do: ``Image.open(BytesIO(b64decode(s))).convert("RGB")``."""
+    from PIL import Image
+
+    return Image.open(io.BytesIO(base64.b64decode(s))).convert("RGB")
+
+
+# --- LLaVA-format JSON -----------------------------------------------------------------------------
+
+
+def dump_json(obj: Any) -> str:
+    """Deterministic JSON text for published files (same input -> same bytes)."""
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
+    atomic_write_text(path, dump_json(obj))
+    return Path(path)
+
+
+class RecordError(ValueError):
+    """A bad input record; the message names the file and the record."""
+
+
+def validate_conversation_record(rec: Any, *, where: str) -> list[str]:
+    """Problems with one LLaVA conversation record (``where`` names file + index for messages)."""
+    problems: list[str] = []
+    if not isinstance(rec, dict):
+        return [f"{where}: record is {type(rec).__name__}, not an object"]
+    rid = rec.get("id")
+    tag = f"{where} (id {rid!r})"
+    if rid is None:
+        problems.append(f"{tag}: missing 'id'")
+    image = rec.get("image")
+    if image is not None and not (
+        isinstance(image, str) or (isinstance(image, list) and all(isinstance(i, str) for i in image))
+    ):
+        problems.append(f"{tag}: 'image' must be a string or a list of strings")
+    convs = rec.get("conversations")
+    if not isinstance(convs, list) or not convs:
+        return problems + [f"{tag}: 'conversations' must be a non-empty list"]
+    n_image_tokens = 0
+    for i, turn in enumerate(convs):
+        if not isinstance(turn, dict) or not isinstance(turn.get("value"), str):
+            problems.append(f"{tag}: turn {i} is not {{from, value: str}}")
+            continue
+        expected = "human" if i % 2 == 0 else "gpt"
+        if turn.get("from") != expected:
+            problems.append(f"{tag}: turn {i} is from {turn.get('from')!r}, expected {expected!r}")
+        n_image_tokens += turn["value"].count("<image>")
+    n_images = 0 if image is None else (1 if isinstance(image, str) else len(image))
+    if n_images and n_image_tokens not in (0, n_images):
+        # VILA prepends "<image>" when absent, so 0 is fine; any other mismatch is a broken sample.
+        problems.append(f"{tag}: {n_image_tokens} <image> tokens for {n_images} image(s)")
+    if not n_images and n_image_tokens:
+        problems.append(f"{tag}: {n_image_tokens} <image> token(s) but no 'image'")
+    return problems
