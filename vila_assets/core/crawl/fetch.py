@@ -1,0 +1,222 @@
+"""Download one URL politely and defensively.
+
+Pooled httpx client; a total deadline per attempt (not per socket read, so a slow drip cannot hold a
+slot forever); retries with capped exponential backoff and jitter for transient failures only;
+redirects followed by hand so the URL policy re-checks every hop before any connection; the body is
+streamed and abandoned past ``max_bytes``. Error strings are fixed words (no timings, no exception
+text), because they end up in samples.parquet, which must be byte-identical between runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import random
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+
+from .policy import Blocked, ResolveError, UrlPolicy
+
+REDIRECT_CODES = (301, 302, 303, 307, 308)
+# X-Robots-Tag directives that mean "do not use for training" (img2dataset's list plus "none").
+OPT_OUT_DIRECTIVES = frozenset({"noai", "noimageai", "noindex", "noimageindex", "none"})
+
+
+@dataclass
+class FetchResult:
+    """``data`` is set on success; otherwise ``status`` / ``error`` say why not."""
+
+    data: bytes | None
+    status: str | None = None
+    error: str | None = None
+    http_status: int | None = None
+    attempts: int = 0
+    nbytes: int = 0
+
+
+@dataclass
+class _Outcome:
+    kind: str  # "ok" | "transient" | "permanent" | "blocked" | "opted_out"
+    error: str | None = None
+    http_status: int | None = None
+    data: bytes | None = None
+    retry_after: float | None = None
+
+
+def opted_out(header_values: list[str], ua_token: str) -> bool:
+    """True when an X-Robots-Tag value (optionally scoped "agent: ...") disallows AI use for us."""
+    for value in header_values:
+        scoped = value.split(":", 1)
+        agent = scoped[0].strip().lower() if len(scoped) == 2 else None
+        directives = {d.strip().lower() for d in scoped[-1].split(",")}
+        if agent in (None, ua_token, "*") and directives & OPT_OUT_DIRECTIVES:
+            return True
+    return False
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+class Fetcher:
+    def __init__(self, config, policy: UrlPolicy, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.config = config
+        self.policy = policy
+        self._transport = transport
+        self._client: httpx.AsyncClient | None = None
+        self._host_slots: dict[str, asyncio.Semaphore] = {}
+        self._host_users: dict[str, int] = {}
+        self.ua_token = config.user_agent.split("/", 1)[0].strip().lower()
+
+    async def __aenter__(self) -> Fetcher:
+        limits = httpx.Limits(
+            max_connections=self.config.concurrency,
+            max_keepalive_connections=self.config.concurrency,
+        )
+        self._client = httpx.AsyncClient(
+            limits=limits,
+            timeout=httpx.Timeout(self.config.timeout),
+            follow_redirects=False,  # every hop goes back through the policy
+            trust_env=False,  # an env proxy would connect on our behalf, bypassing the policy
+            headers={
+                "User-Agent": self.config.user_agent,
+                "Accept": "image/*,*/*;q=0.5",
+                "Accept-Encoding": "identity",  # images are compressed already; no gzip bombs
+            },
+            transport=self._transport or self._default_transport(),
+        )
+        return self
+
+    def _default_transport(self) -> httpx.AsyncBaseTransport | None:
+        if self.config.http_backend == "httpx":
+            return None
+        from .transport import AiohttpTransport
+
+        return AiohttpTransport(self.config.concurrency, self.config.timeout, self.config.timeout)
+
+    async def __aexit__(self, *exc) -> None:
+        assert self._client is not None
+        await self._client.aclose()
+
+    @contextlib.asynccontextmanager
+    async def _host_slot(self, key: str) -> AsyncIterator[None]:
+        sem = self._host_slots.get(key)
+        if sem is None:
+            sem = self._host_slots[key] = asyncio.Semaphore(self.config.per_host)
+        self._host_users[key] = self._host_users.get(key, 0) + 1
+        try:
+            async with sem:
+                yield
+        finally:
+            self._host_users[key] -= 1
+            if not self._host_users[key]:  # keep the dict bounded by hosts in flight
+                del self._host_users[key], self._host_slots[key]
+
+    def backoff(self, attempt: int) -> float:
+        base = min(self.config.backoff_max, self.config.backoff_base * 2 ** (attempt - 1))
+        return base * random.uniform(0.5, 1.0)  # jitter: retries from many workers don't synchronise
+
+    async def fetch(self, url: str) -> FetchResult:
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                async with asyncio.timeout(self.config.timeout):
+                    outcome = await self._attempt(url)
+            except TimeoutError:
+                outcome = _Outcome("transient", "timeout")
+            if outcome.kind != "transient" or attempts > self.config.retries:
+                break
+            delay = outcome.retry_after if outcome.retry_after is not None else self.backoff(attempts)
+            await asyncio.sleep(min(delay, self.config.backoff_max))
+        if outcome.kind == "ok":
+            assert outcome.data is not None
+            return FetchResult(outcome.data, None, None, outcome.http_status, attempts, len(outcome.data))
+        status = {"blocked": "blocked", "opted_out": "opted_out"}.get(outcome.kind, "failed_download")
+        error = outcome.error
+        if outcome.kind == "transient":
+            error = f"{error} after {attempts} attempts"
+        return FetchResult(None, status, error, outcome.http_status, attempts)
+
+    async def _attempt(self, url: str) -> _Outcome:
+        assert self._client is not None
+        current: str | httpx.URL = url
+        seen: set[str] = set()
+        for _hop in range(self.config.max_redirects + 1):
+            try:
+                target = await self.policy.vet(current)
+            except Blocked as exc:
+                return _Outcome("blocked", str(exc))
+            except ResolveError as exc:
+                return _Outcome("transient" if exc.transient else "permanent", str(exc))
+            seen.add(str(target.url))
+            extensions = {"sni_hostname": target.url.host} if target.url.scheme == "https" else {}
+            request = self._client.build_request(
+                "GET", target.connect_url, headers={"Host": target.host_header}, extensions=extensions
+            )
+            async with self._host_slot(target.host_key):
+                try:
+                    response = await self._client.send(request, stream=True)
+                except httpx.TimeoutException:
+                    return _Outcome("transient", "timeout")
+                except httpx.ConnectError:
+                    return _Outcome("transient", "connection error")
+                except httpx.TransportError as exc:
+                    return _Outcome("transient", f"transport error ({type(exc).__name__})")
+                try:
+                    code = response.status_code
+                    if code in REDIRECT_CODES and "location" in response.headers:
+                        try:
+                            current = target.url.join(response.headers["location"])
+                        except Exception:  # noqa: BLE001
+                            return _Outcome("permanent", "bad redirect location", code)
+                        if str(current) in seen:
+                            return _Outcome("permanent", f"redirect loop after {len(seen)} hops", code)
+                        continue
+                    return await self._read(response)
+                finally:
+                    await response.aclose()
+        return _Outcome("permanent", f"too many redirects (> {self.config.max_redirects})")
+
+    async def _read(self, response: httpx.Response) -> _Outcome:
+        code = response.status_code
+        if code == 429:
+            return _Outcome("transient", "http 429", code, retry_after=parse_retry_after(response.headers.get("retry-after")))
+        if code >= 500:
+            return _Outcome("transient", f"http {code}", code, retry_after=parse_retry_after(response.headers.get("retry-after")))
+        if code >= 300:
+            return _Outcome("permanent", f"http {code}", code)
+        if opted_out(response.headers.get_list("x-robots-tag"), self.ua_token):
+            return _Outcome("opted_out", "x-robots-tag opt-out", code)
+        declared = response.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.config.max_bytes:
+            return _Outcome("permanent", f"too large: content-length {declared} > {self.config.max_bytes}", code)
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            # aiter_bytes caps the *decoded* size, so a gzip bomb is cut off too.
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > self.config.max_bytes:
+                    return _Outcome("permanent", f"too large: body > {self.config.max_bytes} bytes", code)
+                chunks.append(chunk)
+        except httpx.TimeoutException:
+            return _Outcome("transient", "timeout", code)
+        except httpx.RemoteProtocolError:
+            return _Outcome("transient", "truncated body", code)
+        except httpx.TransportError as exc:
+            return _Outcome("transient", f"transport error ({type(exc).__name__})", code)
+        return _Outcome("ok", None, code, data=b"".join(chunks))

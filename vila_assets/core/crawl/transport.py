@@ -1,0 +1,99 @@
+"""An httpx transport on aiohttp's connection pool.
+
+Why: measured on this 2-core box against the local image web (300 KB photos, 30 ms latency), httpx's
+own async transport (httpcore + anyio) managed 35-130 req/s at 8-32 connections and spent ~10 CPU-ms
+per request, while aiohttp's pool did 200-590 req/s at ~1 CPU-ms (see bench/README.md). The crawler
+keeps httpx's client API (requests, responses, exceptions) and swaps only the wire layer; pass
+``CrawlConfig(http_backend="httpx")`` for the stock transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import aiohttp
+import httpx
+
+_CHUNK = 256 * 1024
+
+
+def _map_error(exc: BaseException, request: httpx.Request) -> httpx.TransportError:
+    if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
+        return httpx.ReadTimeout("timeout", request=request)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return httpx.ConnectError(type(exc).__name__, request=request)
+    if isinstance(exc, (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError)):
+        return httpx.RemoteProtocolError(type(exc).__name__, request=request)
+    return httpx.NetworkError(type(exc).__name__, request=request)
+
+
+class _Body(httpx.AsyncByteStream):
+    def __init__(self, response: aiohttp.ClientResponse, request: httpx.Request) -> None:
+        self._response = response
+        self._request = request
+        self._done = False
+
+    async def __aiter__(self):
+        try:
+            async for chunk in self._response.content.iter_chunked(_CHUNK):
+                yield chunk
+            self._done = True
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise _map_error(exc, self._request) from None
+
+    async def aclose(self) -> None:
+        if self._done:
+            self._response.release()  # body fully read: the connection goes back to the pool
+        else:
+            self._response.close()  # abandoned mid-body (too large, deadline): drop the connection
+
+
+class AiohttpTransport(httpx.AsyncBaseTransport):
+    def __init__(self, max_connections: int, connect_timeout: float, read_timeout: float) -> None:
+        self._session: aiohttp.ClientSession | None = None
+        self._limit = max_connections
+        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout, sock_read=read_timeout)
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(limit=self._limit, limit_per_host=0, use_dns_cache=False, force_close=False)
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=self._timeout,
+                auto_decompress=False,  # we ask for identity; never inflate a server's gzip bomb
+                trust_env=False,
+                skip_auto_headers=("User-Agent", "Accept-Encoding"),
+            )
+        return self._session
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        session = self._get_session()
+        kwargs = {}
+        sni = request.extensions.get("sni_hostname")
+        if sni:
+            kwargs["server_hostname"] = sni
+        try:
+            response = await session.request(
+                request.method,
+                str(request.url),
+                headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw],
+                data=request.content or None,
+                allow_redirects=False,
+                **kwargs,
+            )
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            raise _map_error(exc, request) from None
+        return httpx.Response(
+            response.status,
+            headers=list(response.raw_headers),
+            stream=_Body(response, request),
+            request=request,
+            extensions={"http_version": b"HTTP/1.1"},
+        )
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            with contextlib.suppress(Exception):
+                await self._session.close()
+            self._session = None
