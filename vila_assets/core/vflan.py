@@ -1,0 +1,551 @@
+"""VFLAN (FLAN 1M + M3IT) as VILA reads it: record shape, per-file outputs, and the seeded shuffle into
+128 equal chunks.
+
+What VILA did (``data_prepare/sft/split_vflan.py``): load every per-file pickle into one list,
+``random.seed(1); random.shuffle``, cut ``N // 128`` records per chunk and drop the remainder (and loop
+forever when N < 128). What we do instead:
+
+* **Per-file outputs.** ``flan_1m`` and ``m3it_tasks`` write each source file twice through one
+  :class:`SourceFileWriter`: the VILA pickle ``<stem>.pkl`` (``staging/vflan/new-vflan/``, the directory
+  VILA's split script read) and a row-addressable Parquet copy ``<stem>.parquet`` (``staging/vflan/parquet/``)
+  plus a ``<stem>.json`` sidecar (rows, sha256 of the pickle). Both are streamed: memory never holds a file.
+  They are *not* published under ``playground/data``: VILA v1/1.5 only registers the sharded directory,
+  HEAD's per-file registry entries are not public (any path there would be invented), and a copy would
+  double multi-GB storage. A registry that wants them points at ``staging/vflan/new-vflan/<stem>.pkl``.
+* **Shuffle.** A record's identity is ``(source stem, row index in that source)``; its sort key is a
+  seeded 64-bit hash of that identity (:func:`row_hashes`, integer arithmetic only, so it does not change
+  with numpy/polars/Python versions), ties broken by ``(stem, row)``. The permutation is computed from row
+  counts alone (no data read) and stored as a small Parquet index (:class:`ShufflePlan`).
+* **Chunks.** Sizes come from :func:`vila_format.split_sizes` (differ by at most one, remainder spread
+  over the first chunks, nothing dropped). A run for a set of chunks scans the sources once, spills each
+  chunk's records to a temporary file, then sorts and writes each chunk with ``write_pickle_shard``:
+  memory is one chunk plus one Parquet batch, whatever the total. With fewer than ``n_chunks`` records
+  some chunks are empty (valid ``[]`` pickles with count 0); VILA's sharded loader then computes
+  ``min_over_ranks(sum counts)`` and a rank whose shards are all empty gets no data, so the counts check
+  warns about empty chunks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import pickle
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from vila_assets.core.atomic import atomic_path
+from vila_assets.core.vila_format import split_sizes, write_json, write_pickle_shard
+
+N_CHUNKS = 128
+FLAN_STEM = "text_flan_1m"
+
+# The Parquet copy of every per-file output (FLAN and M3IT share it, so chunks read one schema).
+RECORD_SCHEMA = pa.schema(
+    [
+        ("question", pa.large_string()),
+        ("answer", pa.large_string()),
+        ("id", pa.large_string()),
+        ("image", pa.list_(pa.large_string())),
+    ]
+)
+
+
+# --- record shape ----------------------------------------------------------------------------------
+
+
+def make_record(question: str, answer: str, rec_id: str, image: list[str]) -> dict[str, Any]:
+    """A VFLAN record; key order fixed so pickles are byte-stable. VILA reads question/answer/image."""
+    return {"question": question, "answer": answer, "id": rec_id, "image": image}
+
+
+def record_problems(rec: Any, *, where: str) -> list[str]:
+    """Why VILA's ``LazyVFlanDataset`` would choke on ``rec`` (empty list: it is fine)."""
+    if not isinstance(rec, dict):
+        return [f"{where}: record is {type(rec).__name__}, not a dict"]
+    problems = []
+    for key in ("question", "answer"):
+        if not isinstance(rec.get(key), str):
+            problems.append(f"{where}: {key!r} is {type(rec.get(key)).__name__}, not str")
+    image = rec.get("image")
+    if not isinstance(image, list) or not all(isinstance(i, str) for i in image):
+        problems.append(f"{where}: 'image' must be a list of base64 strings")
+    elif len(image) > 8:
+        problems.append(f"{where}: {len(image)} images; VILA reads at most 8")
+    if not problems and "Image Descriptions" in rec["question"]:
+        try:
+            loader_turns(rec)
+        except ValueError as exc:
+            problems.append(f"{where}: {exc}")
+    return problems
+
+
+def loader_turns(rec: dict[str, Any]) -> list[tuple[str, str]]:
+    """The (human, gpt) turns VILA v1/1.5's ``LazyVFlanDataset`` builds from a record.
+
+    ``<image>`` tokens are removed and one ``"<image>\\n"`` per image is prepended. A question that
+    contains "Image Descriptions" (M3IT visual-dialog) is split on ``"\\nQuestion: "`` / ``"\\nAnswer: "``
+    into a multi-turn dialogue whose last question is answered by ``answer`` (VILA asserts that last
+    question has no inline answer; we raise ``ValueError`` there instead).
+    """
+    question = rec["question"].rstrip()
+    answer = rec["answer:"] if "answer:" in rec else rec["answer"]
+    images = rec["image:"] if "image:" in rec else rec["image"]
+    if isinstance(images, str):
+        images = [images]
+    question = "<image>\n" * len(images) + question.replace("<image>", "")
+    if "Image Descriptions" not in question:
+        return [(question, answer)]
+    pairs = [qa.split("\nAnswer: ") for qa in question.split("\nQuestion: ")[1:]]
+    if not pairs:
+        raise ValueError("'Image Descriptions' dialogue without any '\\nQuestion: '")
+    if len(pairs[-1]) != 1:
+        raise ValueError("dialogue's last question already has an '\\nAnswer: '")
+    if any(len(p) != 2 for p in pairs[:-1]):
+        raise ValueError("a dialogue turn has no (or several) '\\nAnswer: '")
+    pairs[0][0] = "<image>\n" + pairs[0][0]
+    pairs[-1][0] = pairs[-1][0].replace("\n", "")
+    pairs[-1].append(answer)
+    return [(q, a) for q, a in pairs]
+
+
+# --- streaming pickle of a list ---------------------------------------------------------------------
+
+_PROTO4 = b"\x80\x04"
+_EMPTY_LIST, _MARK, _APPENDS, _STOP = b"]", b"(", b"e", b"."
+
+
+def _record_opcodes(rec: Any) -> bytes:
+    # Protocol 2 has no framing, and fast mode writes no memo, so the opcodes of one record can be
+    # embedded in the list's stream; pickle.load sees an ordinary list.
+    buf = io.BytesIO()
+    pickler = pickle.Pickler(buf, protocol=2)
+    pickler.fast = True
+    pickler.dump(rec)
+    data = buf.getvalue()
+    return data[2:-1]  # drop PROTO 2 and STOP
+
+
+class PickleListWriter:
+    """Writes ``pickle.dump(list_of_records)``-compatible bytes one record at a time (bounded memory).
+
+    The result loads with ``pickle.load`` as a plain ``list`` (what VILA's loaders call). The bytes
+    differ from ``pickle.dump``'s, but are a pure function of the records, so reruns are byte-identical.
+    """
+
+    def __init__(self, fh, flush_bytes: int = 8 << 20, flush_records: int = 1000):
+        self._fh = fh
+        self._buf: list[bytes] = []
+        self._buffered = 0
+        self._flush_bytes, self._flush_records = flush_bytes, flush_records
+        self.count = 0
+        self._sha = hashlib.sha256()
+        self._write(_PROTO4 + _EMPTY_LIST)
+
+    def _write(self, data: bytes) -> None:
+        self._fh.write(data)
+        self._sha.update(data)
+
+    def append(self, rec: Any) -> None:
+        ops = _record_opcodes(rec)
+        self._buf.append(ops)
+        self._buffered += len(ops)
+        self.count += 1
+        if self._buffered >= self._flush_bytes or len(self._buf) >= self._flush_records:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._buf:
+            self._write(_MARK + b"".join(self._buf) + _APPENDS)
+            self._buf.clear()
+            self._buffered = 0
+
+    def close(self) -> str:
+        """Finish the stream; returns the sha256 of everything written."""
+        self._flush()
+        self._write(_STOP)
+        return self._sha.hexdigest()
+
+
+# --- per-file outputs --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """One per-file output as recorded in its sidecar: stem, row count and the pickle's sha256."""
+
+    stem: str
+    rows: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class PerFileLayout:
+    """Where per-file outputs live: ``pickle_dir/<stem>.pkl``, ``parquet_dir/<stem>.parquet`` + ``.json``."""
+
+    pickle_dir: Path
+    parquet_dir: Path
+
+    def pickle(self, stem: str) -> Path:
+        return Path(self.pickle_dir) / f"{stem}.pkl"
+
+    def parquet(self, stem: str) -> Path:
+        return Path(self.parquet_dir) / f"{stem}.parquet"
+
+    def sidecar(self, stem: str) -> Path:
+        return Path(self.parquet_dir) / f"{stem}.json"
+
+    def read_info(self, stem: str) -> SourceInfo:
+        path = self.sidecar(stem)
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: missing; materialize the asset that writes {stem!r} first")
+        info = json.loads(path.read_text())
+        rows = pq.ParquetFile(self.parquet(stem)).metadata.num_rows
+        if rows != info["rows"]:
+            raise ValueError(f"{self.parquet(stem)} holds {rows} rows but {path} says {info['rows']}")
+        return SourceInfo(info["stem"], info["rows"], info["sha256"])
+
+
+class SourceFileWriter:
+    """``with SourceFileWriter(layout, stem) as w: w.write(rec)...`` writes pickle + Parquet + sidecar.
+
+    All three appear atomically when the block exits cleanly; on error none of them changes.
+    """
+
+    def __init__(self, layout: PerFileLayout, stem: str, row_group_size: int = 50_000, batch_rows: int = 1024):
+        self.layout, self.stem = layout, stem
+        self._row_group_size, self._batch_rows = row_group_size, batch_rows
+        self._stack = contextlib.ExitStack()
+        self._batch: list[dict] = []
+        self.info: SourceInfo | None = None
+
+    def __enter__(self) -> "SourceFileWriter":
+        stack = self._stack
+        pkl_tmp = stack.enter_context(atomic_path(self.layout.pickle(self.stem)))
+        pq_tmp = stack.enter_context(atomic_path(self.layout.parquet(self.stem)))
+        self._pkl_fh = stack.enter_context(open(pkl_tmp, "wb"))
+        self._pickle = PickleListWriter(self._pkl_fh)
+        self._pq = stack.enter_context(pq.ParquetWriter(pq_tmp, RECORD_SCHEMA, compression="zstd"))
+        return self
+
+    def write(self, rec: dict[str, Any]) -> None:
+        self._pickle.append(rec)
+        self._batch.append(rec)
+        if len(self._batch) >= self._batch_rows:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._batch:
+            table = pa.Table.from_pylist(self._batch, schema=RECORD_SCHEMA)
+            self._pq.write_table(table, row_group_size=self._row_group_size)
+            self._batch = []
+
+    @property
+    def count(self) -> int:
+        return self._pickle.count
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self._flush()
+            sha = self._pickle.close()
+            self.info = SourceInfo(self.stem, self._pickle.count, sha)
+        self._stack.__exit__(exc_type, exc, tb)  # closes files, renames (or removes on error)
+        if exc_type is None:
+            write_json(self.layout.sidecar(self.stem), {"stem": self.stem, "rows": self.info.rows, "sha256": sha})
+
+
+# --- seeded hashing of stable identities -------------------------------------------------------------
+
+_GAMMA = np.uint64(0x9E3779B97F4A7C15)
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+
+
+def name_key(seed: int, name: str) -> int:
+    """A 64-bit key for (seed, name): blake2b, so it is the same on every platform and version."""
+    digest = hashlib.blake2b(f"{seed}\x00{name}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
+
+
+def row_hashes(seed: int, name: str, start: int, count: int) -> np.ndarray:
+    """Seeded 64-bit hashes of rows ``start .. start+count-1`` of ``name``.
+
+    SplitMix64's output function applied to ``key(seed, name) + (row + 1) * golden``: pure uint64
+    arithmetic (wrapping), distinct for distinct rows of one name, stable across library versions.
+    """
+    rows = np.arange(start + 1, start + count + 1, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        z = np.uint64(name_key(seed, name)) + rows * _GAMMA
+        z = (z ^ (z >> np.uint64(30))) * _M1
+        z = (z ^ (z >> np.uint64(27))) * _M2
+        return z ^ (z >> np.uint64(31))
+
+
+def natural_key(path: str) -> tuple:
+    """Sort key that orders ``part.2`` before ``part.10`` (VILA's lexicographic order does not)."""
+    return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path))
+
+
+# --- the shuffle plan ---------------------------------------------------------------------------------
+
+
+@dataclass
+class ShufflePlan:
+    """The permutation of every record of every source into ``n_chunks`` chunks.
+
+    ``positions[i]`` holds, for source ``sources[i]``, each row's global position (0 .. total-1).
+    Chunk ``c`` holds positions ``bounds[c] .. bounds[c+1]-1``.
+    """
+
+    seed: int
+    n_chunks: int
+    sources: list[SourceInfo]
+    positions: list[np.ndarray]
+    sizes: list[int] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return sum(s.rows for s in self.sources)
+
+    @property
+    def bounds(self) -> np.ndarray:
+        return np.concatenate([[0], np.cumsum(self.sizes, dtype=np.int64)])
+
+    @property
+    def fingerprint(self) -> str:
+        """Changes whenever any source's content, the seed or the chunk count changes."""
+        h = hashlib.sha256(f"{self.seed}:{self.n_chunks}".encode())
+        for s in self.sources:
+            h.update(f"|{s.stem}:{s.rows}:{s.sha256}".encode())
+        return h.hexdigest()[:16]
+
+    def chunk_of(self, positions: np.ndarray) -> np.ndarray:
+        return np.searchsorted(self.bounds, positions, side="right") - 1
+
+    def to_table(self) -> pa.Table:
+        """The plan as a small index: one row per record (source, row, position, chunk), by position."""
+        stems = np.concatenate([np.full(len(p), i, dtype=np.int32) for i, p in enumerate(self.positions)] or [[]])
+        rows = np.concatenate([np.arange(len(p), dtype=np.int64) for p in self.positions] or [[]])
+        pos = np.concatenate(self.positions or [np.empty(0, np.int64)])
+        order = np.argsort(pos, kind="stable")
+        names = pa.array([s.stem for s in self.sources], pa.string())
+        return pa.table(
+            {
+                "source": pa.DictionaryArray.from_arrays(pa.array(stems[order].astype(np.int32)), names),
+                "row": pa.array(rows[order]),
+                "position": pa.array(pos[order].astype(np.int64)),
+                "chunk": pa.array(self.chunk_of(pos[order]).astype(np.int32)),
+            }
+        )
+
+
+def make_shuffle_plan(sources: Sequence[SourceInfo], seed: int, n_chunks: int = N_CHUNKS) -> ShufflePlan:
+    """Seeded permutation of all records (identity = stem + row), independent of the order of ``sources``."""
+    sources = sorted(sources, key=lambda s: s.stem)
+    if len({s.stem for s in sources}) != len(sources):
+        raise ValueError(f"duplicate source stems in {[s.stem for s in sources]}")
+    hashes = [row_hashes(seed, s.stem, 0, s.rows) for s in sources]
+    h = np.concatenate(hashes or [np.empty(0, np.uint64)])
+    src = np.concatenate([np.full(s.rows, i, dtype=np.int32) for i, s in enumerate(sources)] or [np.empty(0, np.int32)])
+    row = np.concatenate([np.arange(s.rows, dtype=np.int64) for s in sources] or [np.empty(0, np.int64)])
+    order = np.lexsort((row, src, h))  # by hash, then stem, then row: a total order
+    position = np.empty(len(h), dtype=np.int64)
+    position[order] = np.arange(len(h), dtype=np.int64)
+    splits = np.cumsum([s.rows for s in sources])[:-1] if sources else []
+    positions = np.split(position, splits) if sources else []
+    return ShufflePlan(seed, n_chunks, list(sources), list(positions), split_sizes(len(h), n_chunks))
+
+
+def chunk_stem(chunk: int) -> str:
+    return f"part-{chunk:05d}"
+
+
+# --- building chunks ------------------------------------------------------------------------------------
+
+
+@dataclass
+class ChunkResult:
+    chunk: int
+    count: int
+    pkl: Path
+    sources: dict[str, int]
+    images: int
+    problems: list[str]
+    n_problems: int
+
+
+def _iter_batches(path: Path, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    pf = pq.ParquetFile(path)
+    yield from pf.iter_batches(batch_size=batch_rows, columns=RECORD_SCHEMA.names)
+
+
+def _pair_hash(*parts: str) -> int:
+    h = hashlib.blake2b(digest_size=8)
+    for p in parts:
+        h.update(p.encode("utf-8", "surrogatepass"))
+        h.update(b"\x00")
+    return int.from_bytes(h.digest(), "little", signed=True)
+
+
+def chunk_manifest_path(manifest_dir: Path, chunk: int) -> Path:
+    return Path(manifest_dir) / f"{chunk_stem(chunk)}.parquet"
+
+
+def build_chunks(
+    plan: ShufflePlan,
+    layout: PerFileLayout,
+    chunks: Iterable[int],
+    out_dir: str | os.PathLike[str],
+    manifest_dir: str | os.PathLike[str],
+    work_dir: str | os.PathLike[str],
+    *,
+    batch_rows: int = 256,
+    max_problems: int = 20,
+) -> list[ChunkResult]:
+    """Write ``part-%05d.pkl`` + ``.count`` for each of ``chunks`` into ``out_dir``, in plan order.
+
+    One scan over every source; rows bound for the requested chunks are spilled to ``work_dir`` (one
+    file per chunk), then each chunk is read back, ordered by position and written. Also writes a small
+    per-chunk manifest (position, source, row, id, hashes of (question, answer) and of the whole record)
+    into ``manifest_dir`` for the duplicate report. Raises if a source no longer matches the plan.
+    """
+    wanted = sorted(set(int(c) for c in chunks))
+    for c in wanted:
+        if not 0 <= c < plan.n_chunks:
+            raise ValueError(f"chunk {c} outside 0..{plan.n_chunks - 1}")
+    wanted_mask = np.zeros(plan.n_chunks, dtype=bool)
+    wanted_mask[wanted] = True
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    spills = {c: open(work_dir / f"{chunk_stem(c)}.spill", "wb", buffering=256 << 10) for c in wanted}
+    try:
+        for src_idx, (source, positions) in enumerate(zip(plan.sources, plan.positions)):
+            path = layout.parquet(source.stem)
+            offset = 0
+            for batch in _iter_batches(path, batch_rows):
+                n = batch.num_rows
+                pos = positions[offset : offset + n]
+                if len(pos) != n:
+                    raise ValueError(f"{path}: more rows than the plan's {source.rows}; rerun the plan")
+                chunk = plan.chunk_of(pos)
+                take = np.nonzero(wanted_mask[chunk])[0]
+                if len(take):
+                    sub = batch.take(pa.array(take)).to_pylist()
+                    for i, rec in zip(take, sub):
+                        entry = (int(pos[i]), src_idx, offset + int(i), rec)
+                        pickle.dump(entry, spills[int(chunk[i])], protocol=4)
+                offset += n
+            if offset != source.rows:
+                raise ValueError(f"{path}: {offset} rows but the plan expects {source.rows}")
+    finally:
+        for fh in spills.values():
+            fh.close()
+
+    results = []
+    bounds = plan.bounds
+    for c in wanted:
+        entries = []
+        spill = work_dir / f"{chunk_stem(c)}.spill"
+        with open(spill, "rb") as fh:
+            while True:
+                try:
+                    entries.append(pickle.load(fh))
+                except EOFError:
+                    break
+        spill.unlink()
+        entries.sort(key=lambda e: e[0])
+        expected = list(range(int(bounds[c]), int(bounds[c + 1])))
+        if [e[0] for e in entries] != expected:
+            raise ValueError(f"chunk {c}: got {len(entries)} records, plan says {len(expected)}")
+        records = [make_record(r["question"], r["answer"], r["id"], list(r["image"])) for _, _, _, r in entries]
+        problems: list[str] = []
+        n_problems = 0
+        for (_, si, row, _), rec in zip(entries, records):
+            found = record_problems(rec, where=f"{plan.sources[si].stem} row {row} (id {rec['id']!r})")
+            n_problems += len(found)
+            problems.extend(found[: max(0, max_problems - len(problems))])
+        pkl = write_pickle_shard(out_dir, chunk_stem(c), records)
+        manifest = pa.table(
+            {
+                "position": pa.array([e[0] for e in entries], pa.int64()),
+                "source": pa.array([plan.sources[e[1]].stem for e in entries], pa.string()),
+                "row": pa.array([e[2] for e in entries], pa.int64()),
+                "id": pa.array([r["id"] for r in records], pa.string()),
+                "qa_hash": pa.array([_pair_hash(r["question"], r["answer"]) for r in records], pa.int64()),
+                "record_hash": pa.array(
+                    [_pair_hash(r["question"], r["answer"], *r["image"]) for r in records], pa.int64()
+                ),
+                "n_images": pa.array([len(r["image"]) for r in records], pa.int32()),
+            }
+        )
+        manifest = manifest.replace_schema_metadata({"plan_fingerprint": plan.fingerprint})
+        with atomic_path(chunk_manifest_path(Path(manifest_dir), c)) as tmp:
+            pq.write_table(manifest, tmp)
+        by_source: dict[str, int] = {}
+        for e in entries:
+            stem = plan.sources[e[1]].stem
+            by_source[stem] = by_source.get(stem, 0) + 1
+        results.append(
+            ChunkResult(c, len(records), pkl, by_source, sum(len(r["image"]) for r in records), problems, n_problems)
+        )
+    return results
+
+
+@dataclass(frozen=True)
+class DuplicateReport:
+    records: int
+    duplicate_pairs: int  # records whose (question, answer) appeared earlier in position order
+    duplicate_records: int  # records identical (question, answer, images) to an earlier one
+    chunks_read: int
+    by_source: dict[str, int]  # duplicate (question, answer) pairs per source
+
+
+def duplicate_report(manifest_dir: str | os.PathLike[str], chunks: Iterable[int]) -> DuplicateReport:
+    """Identical (question, answer) pairs and identical records across the given chunks' manifests."""
+    tables = []
+    for c in chunks:
+        path = chunk_manifest_path(Path(manifest_dir), c)
+        if path.exists():
+            tables.append(pq.read_table(path, columns=["position", "source", "qa_hash", "record_hash"]))
+    if not tables:
+        return DuplicateReport(0, 0, 0, 0, {})
+    t = pa.concat_tables(tables).sort_by("position")
+    qa = t.column("qa_hash").to_numpy()
+    rec = t.column("record_hash").to_numpy()
+
+    def repeats(values: np.ndarray) -> np.ndarray:
+        _, first = np.unique(values, return_index=True)
+        dup = np.ones(len(values), dtype=bool)
+        dup[first] = False
+        return dup
+
+    dup_qa = repeats(qa)
+    by_source: dict[str, int] = {}
+    for stem in np.asarray(t.column("source").to_pylist(), dtype=object)[dup_qa]:
+        by_source[stem] = by_source.get(stem, 0) + 1
+    return DuplicateReport(len(qa), int(dup_qa.sum()), int(repeats(rec).sum()), len(tables), dict(sorted(by_source.items())))
+
+
+def chunk_fingerprints(manifest_dir: str | os.PathLike[str], chunks: Iterable[int]) -> dict[int, str | None]:
+    """The plan fingerprint each chunk was built with (None: no manifest, i.e. never built)."""
+    out: dict[int, str | None] = {}
+    for c in chunks:
+        path = chunk_manifest_path(Path(manifest_dir), c)
+        meta = pq.read_schema(path).metadata if path.exists() else None
+        out[c] = meta.get(b"plan_fingerprint", b"").decode() if meta else None
+    return out
+
+
+def write_plan_index(plan: ShufflePlan, path: str | os.PathLike[str]) -> Path:
+    with atomic_path(path) as tmp:
+        pq.write_table(plan.to_table(), tmp, compression="zstd")
+    return Path(path)
