@@ -10,6 +10,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from vila_assets.sample_world.world import environment
+
 # Keep huggingface_hub away from the real hub and from the user's cache, before anything imports it.
 os.environ.setdefault("HF_HUB_OFFLINE", "0")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
@@ -19,16 +21,8 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 def world_env(world, data_root: Path) -> Iterator[dict[str, str]]:
     """Point vila_assets' resources at ``world`` and ``data_root`` for the duration of the block."""
     env = {**world.env(), "VILA_DATA_ROOT": str(data_root), "VILA_HF_CACHE": str(data_root / "cache" / "hf")}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
+    with environment(env):
         yield env
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -137,16 +136,12 @@ def run_demo(
     families: list[str] | None = None,
 ) -> DemoSummary:
     """Start the sample world under ``<data_root>/sample_world`` and materialize every family on it."""
-    from vila_assets.sample_world.world import SampleWorld
+    from vila_assets import definitions
+    from vila_assets.sample_world.world import SampleWorld, environment
 
     data_root = Path(data_root).resolve()
     with SampleWorld(data_root / "sample_world", seed=seed, scale=scale) as world:
-        saved = {k: os.environ.get(k) for k in [*world.env(), "VILA_DATA_ROOT"]}
-        os.environ.update(world.env())
-        os.environ["VILA_DATA_ROOT"] = str(data_root)
-        try:
-            from vila_assets import definitions
-
+        with environment({**world.env(), "VILA_DATA_ROOT": str(data_root)}):
             defs = definitions.build_definitions()
             resources = dict(defs.resources or {})
             steps: list[DemoStep] = []
@@ -163,9 +158,3 @@ def run_demo(
             report.parent.mkdir(parents=True, exist_ok=True)
             report.write_text(json.dumps(summary.assets, indent=2, default=str))
             return summary
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v

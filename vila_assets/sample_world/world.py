@@ -8,8 +8,11 @@ resources at it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import shutil
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from vila_assets.sample_world.hub_server import FakeHub
@@ -124,3 +127,18 @@ class SampleWorld:
             if hasattr(mod, "env"):
                 env.update(mod.env(self.ctx))
         return env
+
+
+@contextlib.contextmanager
+def environment(env: Mapping[str, str]) -> Iterator[None]:
+    """Set ``env`` in ``os.environ`` for the block, then restore what was there (resources read it)."""
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

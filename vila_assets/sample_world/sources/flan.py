@@ -11,25 +11,11 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from vila_assets.core.flan import FLAN_FOLDERS, FLAN_REPO
 from vila_assets.sample_world.sources import SourceContext
 
-REPO = "Open-Orca/FLAN"
-FOLDERS = (
-    "cot_fsopt_data",
-    "cot_zsopt_data",
-    "dialog_fsopt_data",
-    "dialog_zsopt_data",
-    "flan_fsnoopt_data",
-    "flan_fsopt_data",
-    "flan_zsnoopt_data",
-    "flan_zsopt_data",
-    "niv2_fsopt_data",
-    "niv2_zsopt_data",
-    "t0_fsnoopt_data",
-    "t0_fsopt_data",
-    "t0_zsnoopt_data",
-    "t0_zsopt_data",
-)
+# The real dataset's repo and its 14 folders (one list, shared with the reader).
+REPO, FOLDERS = FLAN_REPO, FLAN_FOLDERS
 MANY_PARTS_FOLDER = "flan_fsopt_data"
 _TOPICS = ("rivers", "prime numbers", "the French revolution", "photosynthesis", "chess openings", "volcanoes")
 _TASKS = ("anli_r1", "cosmos_qa", "gsm8k", "squad_v1", "wiki_dialog", "task1391_winogrande")
