@@ -40,5 +40,6 @@ def default_resources() -> dict[str, object]:
             device=_env("VILA_CLIP_DEVICE", "auto"),
             precision=_env("VILA_CLIP_PRECISION", "auto"),
             cache_dir=str(data_root.cache("clip")),
+            hf_endpoint=_env("VILA_HF_ENDPOINT"),
         ),
     }
