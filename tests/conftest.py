@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,19 +9,11 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from vila_assets.sample_world.world import environment
+from vila_assets.sample_world.world import world_env  # noqa: F401  (re-exported for tests)
 
 # Keep huggingface_hub away from the real hub and from the user's cache, before anything imports it.
 os.environ.setdefault("HF_HUB_OFFLINE", "0")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-
-
-@contextlib.contextmanager
-def world_env(world, data_root: Path) -> Iterator[dict[str, str]]:
-    """Point vila_assets' resources at ``world`` and ``data_root`` for the duration of the block."""
-    env = {**world.env(), "VILA_DATA_ROOT": str(data_root), "VILA_HF_CACHE": str(data_root / "cache" / "hf")}
-    with environment(env):
-        yield env
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ from vila_assets.resources.clip import ClipScorer
 from vila_assets.resources.config import default_resources
 from vila_assets.sample_world.world import SampleWorld
 
-from tests.conftest import world_env
+from vila_assets.sample_world.world import world_env
 
 RANGE = ("00000", "00001", "00002")
 

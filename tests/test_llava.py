@@ -8,7 +8,7 @@ import zipfile
 import dagster as dg
 import pytest
 
-from tests.conftest import world_env
+from vila_assets.sample_world.world import world_env
 from vila_assets.assets import llava
 from vila_assets.core.llava_json import loader_samples
 from vila_assets.core.vila_format import REGISTRY, registry_path

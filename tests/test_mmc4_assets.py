@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from conftest import world_env
+from vila_assets.sample_world.world import world_env
 from vila_assets.assets import mmc4
 from vila_assets.core import vila_format as vf
 from vila_assets.resources.config import default_resources

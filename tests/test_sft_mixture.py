@@ -8,7 +8,7 @@ import dagster as dg
 import pytest
 import yaml
 
-from tests.conftest import world_env
+from vila_assets.sample_world.world import world_env
 from tests.test_llava import checks, failure_text, materializations
 from vila_assets.assets import llava, sft_mixture, sharegpt4v, vflan
 from vila_assets.core.sft_mixture import MixtureError, read_components

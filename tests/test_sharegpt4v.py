@@ -6,7 +6,7 @@ import json
 import dagster as dg
 import pytest
 
-from tests.conftest import world_env
+from vila_assets.sample_world.world import world_env
 from tests.test_llava import checks, failure_text, materializations
 from vila_assets.assets import llava, sharegpt4v
 from vila_assets.core.llava_json import loader_samples

@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from tests.conftest import world_env
+from vila_assets.sample_world.world import world_env
 from vila_assets.assets import vflan as vflan_assets
 from vila_assets.core import m3it as m3it_core
 from vila_assets.core.vflan import loader_turns

@@ -130,15 +130,23 @@ class SampleWorld:
 
 
 @contextlib.contextmanager
-def environment(env: Mapping[str, str]) -> Iterator[None]:
-    """Set ``env`` in ``os.environ`` for the block, then restore what was there (resources read it)."""
+def environment(env: Mapping[str, str]) -> Iterator[dict[str, str]]:
+    """Set ``env`` in ``os.environ`` for the block (yielding it), then restore what was there."""
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        yield
+        yield dict(env)
     finally:
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def world_env(world: "SampleWorld", data_root: str | Path):
+    """``environment()`` pointing vila_assets' resources at ``world`` and ``data_root`` (tests, scripts)."""
+    data_root = Path(data_root)
+    return environment(
+        {**world.env(), "VILA_DATA_ROOT": str(data_root), "VILA_HF_CACHE": str(data_root / "cache" / "hf")}
+    )
