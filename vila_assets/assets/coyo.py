@@ -31,6 +31,7 @@ import dagster as dg
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from vila_assets.assets._metadata import check_selected, counts_md
 from vila_assets.core import vila_format as vf
 from vila_assets.core.atomic import atomic_write_bytes
 from vila_assets.core.coyo import (
@@ -85,22 +86,6 @@ def _read_json(path: Path, what: str) -> dict:
     if not path.is_file():
         raise dg.Failure(f"{path} is missing: materialize {what} for this shard first")
     return json.loads(path.read_text())
-
-
-def _selected(context: dg.AssetExecutionContext, name: str) -> bool:
-    return dg.AssetCheckKey(context.asset_key, name) in context.selected_asset_check_keys
-
-
-def _bar(n: float, top: float, width: int = 20) -> str:
-    return "█" * round(width * n / top) if top else ""
-
-
-def _counts_md(title: str, counts: dict[str, int]) -> str:
-    total = max(counts.values(), default=0)
-    lines = [f"| {title} | n | |", "|---|---:|---|"]
-    for name, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
-        lines.append(f"| {name} | {n} | {_bar(n, total)} |")
-    return "\n".join(lines)
 
 
 def _per_shard_check(name: str, failing: dict[str, str], shards: int, ok_text: str, **kw) -> dg.AssetCheckResult:
@@ -231,7 +216,7 @@ def coyo_selection(
         vf.write_json(_staging(data_root, key, "selection.json"), summary.as_dict())
         for w in summary.warnings:
             context.log.warning(w)
-        if _selected(context, "selection_correct"):
+        if check_selected(context, "selection_correct"):
             problems = verify_selection(local, out, summary)
             if problems:
                 wrong[key] = "; ".join(problems)
@@ -251,13 +236,13 @@ def coyo_selection(
             "path": dg.MetadataValue.path(str(out)),
         }
         if summary.invalid:
-            md["invalid_rows"] = dg.MetadataValue.md(_counts_md("not ranked because", summary.invalid))
+            md["invalid_rows"] = dg.MetadataValue.md(counts_md("not ranked because", summary.invalid))
         context.add_asset_metadata(md, partition_key=key)
     checks = []
     n = len(context.partition_keys)
-    if _selected(context, "selection_correct"):
+    if check_selected(context, "selection_correct"):
         checks.append(_per_shard_check("selection_correct", wrong, n, "every shard's selection re-checks"))
-    if _selected(context, "enough_rows_pass_gate"):
+    if check_selected(context, "enough_rows_pass_gate"):
         checks.append(_per_shard_check("enough_rows_pass_gate", short, n, "every shard reaches int(0.2 n)",
                                        severity=dg.AssetCheckSeverity.WARN))
     return dg.MaterializeResult(
@@ -315,13 +300,13 @@ def coyo_images(
             "selected": n,
             "downloaded": ok,
             "download_yield": round(y, 4),
-            "statuses": dg.MetadataValue.md(_counts_md("crawl status", dict(status))),
+            "statuses": dg.MetadataValue.md(counts_md("crawl status", dict(status))),
             "exact_duplicate_rate_downloaded": round(exact, 4),
             "near_duplicate_rate_downloaded": round(near, 4),
             "path": dg.MetadataValue.path(str(samples)),
         }, partition_key=key)
     checks = []
-    if _selected(context, "download_yield"):
+    if check_selected(context, "download_yield"):
         checks.append(_per_shard_check("download_yield", low, len(keys), f"every shard's yield >= {config.min_download_yield}"))
     sel = totals["selected"]
     return dg.MaterializeResult(
@@ -406,7 +391,7 @@ def coyo_clip_scored(
             "pass_agreement": _num(s.pass_agreement),
             "exact_duplicate_rate": round(s.exact_duplicate_rate, 4),
             "near_duplicate_rate": round(s.near_duplicate_rate, 4),
-            "drop_reasons": dg.MetadataValue.md(_counts_md("dropped because", s.dropped)) if s.dropped else "none",
+            "drop_reasons": dg.MetadataValue.md(counts_md("dropped because", s.dropped)) if s.dropped else "none",
             "fresh_score_histogram": dg.MetadataValue.path(str(png_path)),
             "manifest": dg.MetadataValue.path(str(manifest)),
             "pickle": dg.MetadataValue.path(str(pickle_path)),
@@ -414,10 +399,10 @@ def coyo_clip_scored(
     n = len(context.partition_keys)
     chart = _chart_md(all_scores, threshold)
     checks = []
-    if _selected(context, "fresh_score_distribution"):
+    if check_selected(context, "fresh_score_distribution"):
         r = _per_shard_check("fresh_score_distribution", unscorable, n, "every downloaded pair was scored")
         checks.append(r.with_metadata({**r.metadata, "histogram": dg.MetadataValue.md(chart)}))
-    if _selected(context, "duplicate_rates_bounded"):
+    if check_selected(context, "duplicate_rates_bounded"):
         checks.append(_per_shard_check("duplicate_rates_bounded", dupes, n, "duplicate rates within bounds"))
     sel = totals["selected"]
     return dg.MaterializeResult(
@@ -482,7 +467,7 @@ def coyo_split(context: dg.AssetExecutionContext, config: CoyoSplitConfig, data_
         context.log.warning(f"{len(missing)} of {len(SHARD_KEYS)} shards not materialized, not in the split: "
                             f"{_ranges(missing)}")
     checks = []
-    if _selected(context, "vila_contract"):
+    if check_selected(context, "vila_contract"):
         report = check_split_dir(out_dir, config.samples_per_part, config.decode_per_part)
         checks.append(dg.AssetCheckResult(
             check_name="vila_contract",
@@ -502,7 +487,7 @@ def coyo_split(context: dg.AssetExecutionContext, config: CoyoSplitConfig, data_
             "shards_used": len(s.shards),
             "shards_missing": len(missing),
             "missing_shards": _ranges(missing) or "none",
-            "records_per_shard": dg.MetadataValue.md(_counts_md("shard", s.records_per_shard)),
+            "records_per_shard": dg.MetadataValue.md(counts_md("shard", s.records_per_shard)),
             "removed_stale": dg.MetadataValue.json(s.removed_stale[:20]),
             "path": dg.MetadataValue.path(str(out_dir)),
             "manifest": dg.MetadataValue.path(str(split_manifest)),

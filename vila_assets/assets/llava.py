@@ -22,6 +22,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from vila_assets.assets._metadata import md_table
 from vila_assets.core.atomic import atomic_path
 from vila_assets.core.llava_json import (
     ValidationReport,
@@ -60,12 +61,6 @@ class Cc3mConfig(RevisionConfig):
 class ImageRootsConfig(dg.Config):
     repo: str | None = None  # hub dataset repo of per-root zips; None: $VILA_SFT_IMAGES_REPO; "" none
     revision: str = "main"
-
-
-def _md_table(header: tuple[str, ...], rows: list[tuple]) -> dg.MetadataValue:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return dg.MetadataValue.md("\n".join(lines))
 
 
 def fail_on_record_error(exc: RecordError) -> dg.Failure:
@@ -108,7 +103,7 @@ def sft_image_roots(
     if sha:
         md["revision_sha"] = sha
     if fetched:
-        md["roots"] = _md_table(("root", "images"), fetched)
+        md["roots"] = md_table(("root", "images"), fetched)
     return dg.MaterializeResult(metadata=md)
 
 

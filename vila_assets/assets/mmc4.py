@@ -38,6 +38,7 @@ import dagster as dg
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from vila_assets.assets._metadata import check_selected, counts_md
 from vila_assets.core import vila_format as vf
 from vila_assets.core.mmc4 import (
     CRAWL_INPUT_SCHEMA,
@@ -115,22 +116,6 @@ def _staging(data_root: DataRoot, key: str, name: str):
 
 def _pkl_dir(data_root: DataRoot):
     return vf.registry_path("mmc4core", data_root.path())
-
-
-def _bar(n: int, total: int, width: int = 20) -> str:
-    return "█" * round(width * n / total) if total else ""
-
-
-def _fate_chart(counts: dict[str, int]) -> str:
-    total = sum(counts.values())
-    lines = ["| image fate | n | |", "|---|---:|---|"]
-    for fate, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
-        lines.append(f"| {fate} | {n} | {_bar(n, total)} |")
-    return "\n".join(lines)
-
-
-def _selected(context: dg.AssetExecutionContext, name: str) -> bool:
-    return dg.AssetCheckKey(context.asset_key, name) in context.selected_asset_check_keys
 
 
 def _bound_check(name: str, values: dict[str, float], bound: float, what: str, *, at_least: bool = True) -> dg.AssetCheckResult:
@@ -288,13 +273,13 @@ def mmc4_images(
         context.add_asset_metadata({
             "images": total,
             "image_yield": round(yields[key], 4),
-            "statuses": dg.MetadataValue.md(_fate_chart(dict(counts))),
+            "statuses": dg.MetadataValue.md(counts_md("image fate", dict(counts))),
             "jpeg_bytes": pc.sum(pc.binary_length(images)).as_py() or 0,
             "reused_crawl": key in reused,
             "manifest": dg.MetadataValue.path(str(manifest_path)),
         }, partition_key=key)
     checks = []
-    if _selected(context, "image_yield_above_threshold"):
+    if check_selected(context, "image_yield_above_threshold"):
         checks.append(_bound_check("image_yield_above_threshold", yields, config.min_image_yield, "image yield"))
     return dg.MaterializeResult(
         metadata={"shards_in_run": len(yields), "images_in_run": totals["images"],
@@ -363,24 +348,24 @@ def mmc4_core_shard(
             "image_yield": round(result.image_yield, 4),
             "near_duplicate_rate": round(seen.near_duplicate_rate, 4),
             "pkl_bytes": os.path.getsize(pkl),
-            "image_fates": dg.MetadataValue.md(_fate_chart(dict(result.fates))),
+            "image_fates": dg.MetadataValue.md(counts_md("image fate", dict(result.fates))),
             "pkl": dg.MetadataValue.path(str(pkl)),
             "docs_manifest": dg.MetadataValue.path(str(manifest_path)),
         }, partition_key=key)
     checks = []
-    if _selected(context, "doc_yield_above_threshold"):
+    if check_selected(context, "doc_yield_above_threshold"):
         checks.append(_bound_check("doc_yield_above_threshold", doc_yields, config.min_doc_yield, "doc yield"))
-    if _selected(context, "no_exact_duplicate_images"):
+    if check_selected(context, "no_exact_duplicate_images"):
         dups = {k: v for k, v in exact.items() if v}
         checks.append(dg.AssetCheckResult(
             check_name="no_exact_duplicate_images", passed=not dups,
             metadata={"shards_with_duplicates": len(dups),
                       "examples": dg.MetadataValue.json({k: [list(p) for p in v[:3]] for k, v in list(dups.items())[:10]})},
         ))
-    if _selected(context, "near_duplicate_rate_bounded"):
+    if check_selected(context, "near_duplicate_rate_bounded"):
         checks.append(_bound_check("near_duplicate_rate_bounded", near_rates, config.max_near_duplicate_rate,
                                    "near-duplicate rate", at_least=False))
-    if _selected(context, "vila_contract"):
+    if check_selected(context, "vila_contract"):
         bad = {k: v for k, v in problems.items() if v}
         checks.append(dg.AssetCheckResult(
             check_name="vila_contract", passed=not bad,

@@ -26,6 +26,7 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from vila_assets.assets._metadata import bar, md_table
 from vila_assets.core import flan as flan_core
 from vila_assets.core import m3it as m3it_core
 from vila_assets.core import vflan as vflan_core
@@ -43,16 +44,6 @@ VFLAN_CHUNKS = dg.StaticPartitionsDefinition(CHUNK_KEYS)
 
 def per_file_layout(data_root: DataRoot) -> vflan_core.PerFileLayout:
     return vflan_core.PerFileLayout(data_root.staging(FAMILY, "new-vflan"), data_root.staging(FAMILY, "parquet"))
-
-
-def _md_table(header: tuple[str, ...], rows: list[tuple]) -> dg.MetadataValue:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return dg.MetadataValue.md("\n".join(lines))
-
-
-def _bar(n: int, most: int, width: int = 20) -> str:
-    return "█" * max(1 if n else 0, round(width * n / most)) if most else ""
 
 
 # --- FLAN 1M ------------------------------------------------------------------------------------------
@@ -106,8 +97,8 @@ def flan_1m(context: dg.AssetExecutionContext, config: FlanConfig, hub: HubClien
             "seed": config.seed,
             "yield": round(summary.info.rows / summary.total_rows, 4) if summary.total_rows else 0.0,
             "max_candidates_held": summary.max_candidates,
-            "by_folder": _md_table(
-                ("folder", "records", ""), [(f, c, _bar(c, most)) for f, c in summary.folders.items()]
+            "by_folder": md_table(
+                ("folder", "records", ""), [(f, c, bar(c, most)) for f, c in summary.folders.items()]
             ),
             "path": dg.MetadataValue.path(str(layout.pickle(vflan_core.FLAN_STEM))),
             "sha256": summary.info.sha256,
@@ -184,7 +175,7 @@ def m3it_tasks(context: dg.AssetExecutionContext, config: M3ITConfig, hub: HubCl
             "images": sum(s.images for s in summaries),
             "invalid_records": len(invalid),
             "yield": round(records / lines, 4) if lines else 0.0,
-            "tasks": _md_table(
+            "tasks": md_table(
                 ("file", "records", "images", "invalid"),
                 [(s.task.stem + ".pkl", s.records, s.images, len(s.invalid)) for s in summaries],
             ),
@@ -315,7 +306,7 @@ def vflan_chunks(context: dg.AssetExecutionContext, config: VflanChunksConfig, d
             "total_planned": plan.total,
             "plan_fingerprint": plan.fingerprint,
             "seed": config.seed,
-            "by_source": _md_table(("source", "records", ""), [(s, n, _bar(n, most)) for s, n in sorted(by_source.items())]),
+            "by_source": md_table(("source", "records", ""), [(s, n, bar(n, most)) for s, n in sorted(by_source.items())]),
             "path": dg.MetadataValue.path(str(out_dir)),
             "plan_index": dg.MetadataValue.path(str(data_root.manifests(FAMILY, "shuffle_plan.parquet"))),
         },
