@@ -23,7 +23,6 @@ per-shard pickle) and ``core.coyo_split`` (parts + contract). Files per shard ``
 import base64
 import json
 import os
-import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -253,16 +252,18 @@ def coyo_selection(
 
 
 def _crawl_range(context, data_root: DataRoot, crawler: ImageCrawler, keys: list[str]) -> None:
-    """Crawl the selections of several shards with ONE crawler start-up (pool spawn, connection pools and
-    per-host limits span the range), then cut ``samples.parquet`` back per shard. The batch directory keeps
-    the crawler's checkpoint until the end, so a retried run over the same shards resumes."""
-    batch_dir = data_root.staging(FAMILY, "_crawl", f"{keys[0]}-{keys[-1]}-{len(keys)}")
-    selections = {k: _staging(data_root, k, "selection.parquet") for k in keys}
-    counts = write_crawl_input(selections, batch_dir / "input.parquet")
-    summary = crawler.crawl(batch_dir / "input.parquet", batch_dir, progress_log=context.log)
-    context.log.info(f"crawled {summary.total} URLs of {len(keys)} shard(s): {summary.counts}")
-    split_crawl_samples(batch_dir / "samples.parquet", counts, {k: _staging(data_root, k, "samples.parquet") for k in keys})
-    shutil.rmtree(batch_dir)
+    """One crawl for the selections of all shards of the run, cut back into one samples.parquet per shard."""
+    counts: dict = {}
+    crawler.crawl_batch(
+        data_root.staging(FAMILY, "_crawl", f"{keys[0]}-{keys[-1]}-{len(keys)}"),
+        lambda path: counts.update(
+            write_crawl_input({k: _staging(data_root, k, "selection.parquet") for k in keys}, path)
+        ),
+        lambda samples: split_crawl_samples(
+            samples, counts, {k: _staging(data_root, k, "samples.parquet") for k in keys}
+        ),
+        progress_log=context.log,
+    )
 
 
 @dg.asset(

@@ -30,7 +30,6 @@ Files per shard ``<key>``::
 import hashlib
 import json
 import os
-import shutil
 from collections import Counter
 from typing import Literal
 
@@ -207,17 +206,14 @@ def _crawl_fingerprint(input_path, crawler: ImageCrawler) -> str:
 
 
 def _crawl_shards(context, data_root: DataRoot, crawler: ImageCrawler, rows_by_shard: dict[str, list[dict]]) -> None:
-    """Crawl several shards with ONE crawler start-up (pool spawn, connection pools, per-host limits span
-    the whole range), then cut the result back into ``staging/mmc4/<key>/samples.parquet``. The batch
-    directory keeps the crawler's checkpoint, so a retried run over the same shards resumes."""
+    """One crawl for all shards of the run, cut back into ``staging/mmc4/<key>/samples.parquet``."""
     keys = list(rows_by_shard)
-    batch_dir = data_root.staging(FAMILY, "_crawl", f"{keys[0]}-{keys[-1]}-{len(keys)}")
-    batch_input = write_batch_crawl_input(rows_by_shard, batch_dir / "input.parquet")
-    summary = crawler.crawl(batch_input, batch_dir, progress_log=context.log)
-    context.log.info(f"crawled {summary.total} images of {len(keys)} shard(s): {summary.counts}")
-    split_batch_samples(batch_dir / "samples.parquet", rows_by_shard,
-                        lambda key: _staging(data_root, key, "samples.parquet"))
-    shutil.rmtree(batch_dir)
+    crawler.crawl_batch(
+        data_root.staging(FAMILY, "_crawl", f"{keys[0]}-{keys[-1]}-{len(keys)}"),
+        lambda path: write_batch_crawl_input(rows_by_shard, path),
+        lambda samples: split_batch_samples(samples, rows_by_shard, lambda key: _staging(data_root, key, "samples.parquet")),
+        progress_log=context.log,
+    )
 
 
 @dg.asset(

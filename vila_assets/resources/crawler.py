@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
 
 import dagster as dg
 
@@ -55,3 +58,24 @@ class ImageCrawler(dg.ConfigurableResource):
                     progress_log.info(f"crawl: {done}/{total} {dict(sorted(counts.items()))}")
 
         return crawl(input_path, output_dir, self.crawl_config(), progress=progress)
+
+    def crawl_batch(
+        self,
+        batch_dir: Path,
+        write_input: Callable[[Path], object],
+        split_output: Callable[[Path], object],
+        progress_log=None,
+    ) -> CrawlSummary:
+        """Crawl several shards with ONE crawler start-up (worker pool, connection pools and per-host
+        limits span them all): ``write_input(path)`` writes the combined input, ``split_output(samples)``
+        cuts the result back per shard. ``batch_dir`` keeps the crawler's checkpoint until the split is
+        done, so a retried run over the same shards resumes; it is removed afterwards."""
+        batch_dir = Path(batch_dir)
+        input_path = batch_dir / "input.parquet"
+        write_input(input_path)
+        summary = self.crawl(input_path, batch_dir, progress_log=progress_log)
+        if progress_log is not None:
+            progress_log.info(f"crawled {summary.total} URLs: {summary.counts}")
+        split_output(batch_dir / "samples.parquet")
+        shutil.rmtree(batch_dir)
+        return summary
