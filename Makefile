@@ -2,7 +2,7 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-export DAGSTER_HOME := $(CURDIR)/.dagster_home
+DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
 .PHONY: demo test dev world clean
 
@@ -13,15 +13,15 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: $(VENV)/.installed
-	$(BIN)/vila-assets demo --data-root ./data
+	DAGSTER_HOME=$(DAGSTER_HOME) $(BIN)/vila-assets demo --data-root ./data
 
 test: $(VENV)/.installed
 	$(BIN)/pytest -q
 
 # Browse what the demo made (binds 127.0.0.1 only).
 dev: $(VENV)/.installed
-	$(BIN)/vila-assets instance-setup
-	VILA_DATA_ROOT=$(CURDIR)/data $(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
+	DAGSTER_HOME=$(DAGSTER_HOME) $(BIN)/vila-assets instance-setup
+	DAGSTER_HOME=$(DAGSTER_HOME) VILA_DATA_ROOT=$(CURDIR)/data $(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
 
 clean:
 	rm -rf data .dagster_home

@@ -44,7 +44,7 @@ class DemoSummary:
             checks = f"{s.checks_passed}/{s.checks_passed + len(s.checks_failed)}"
             lines.append(f"{s.step.name:<34} {'yes' if s.success else 'NO':<4} {s.materializations:>5} {checks:>8}")
             for failed in s.checks_failed:
-                lines.append(f"    failed check: {failed}")
+                lines.append(f"    check did not pass: {failed}")
         lines.append("")
         lines.append("assets (partitions materialized; yields):")
         for key, info in sorted(self.assets.items()):
@@ -118,7 +118,10 @@ def run_steps(
                 if data.passed:
                     sr.checks_passed += 1
                 else:
-                    sr.checks_failed.append(f"{data.asset_key.to_user_string()}:{data.check_name}")
+                    severity = getattr(getattr(data, "severity", None), "value", "ERROR")
+                    sr.checks_failed.append(
+                        f"{data.asset_key.to_user_string()}:{data.check_name} ({severity.lower()})"
+                    )
         if not res.success:
             for ev in res.all_events:
                 if ev.is_failure and ev.message:
