@@ -130,9 +130,10 @@ def run_tool(cmd: list[str], log: Path) -> dict:
     return {"wall_s": wall, "cpu_s": cpu, "peak_rss_mb": peak / 2**20}
 
 
-def ours(input_path: Path, out: Path, size: int, quality: int) -> tuple[list[str], callable]:
+def ours(input_path: Path, out: Path, size: int, quality: int, extra: list[str] = ()) -> tuple[list[str], callable]:
     cmd = [sys.executable, "-m", "vila_assets.crawl_cli", str(input_path), str(out),
-           "--allow-network", "127.0.0.0/8", "--image-size", str(size), "--quality", str(quality), "--quiet"]
+           "--allow-network", "127.0.0.0/8", "--image-size", str(size), "--quality", str(quality), "--quiet",
+           *extra]
 
     def successes() -> int:
         status = pq.read_table(out / "samples.parquet", columns=["status"]).column("status").to_pylist()
@@ -164,6 +165,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2, help="runs per tool, alternating ours/theirs")
     ap.add_argument("--image-size", type=int, default=384)
     ap.add_argument("--quality", type=int, default=75)
+    ap.add_argument("--ours-args", default="", help="extra crawler CLI options, e.g. '--worker-kind thread'")
     args = ap.parse_args()
 
     exe = ensure_img2dataset()
@@ -181,7 +183,7 @@ def main() -> None:
             for tool in ("ours", "img2dataset"):
                 out = OUT / f"{tool}-{rnd}"
                 if tool == "ours":
-                    cmd, count = ours(input_path, out, args.image_size, args.quality)
+                    cmd, count = ours(input_path, out, args.image_size, args.quality, args.ours_args.split())
                 else:
                     cmd, count = theirs(exe, input_path, out, args.image_size, args.quality)
                 m = run_tool(cmd, OUT / f"{tool}-{rnd}.log")
