@@ -31,19 +31,55 @@ def test_bomb_is_refused_from_the_header_with_our_own_limit():
 
 
 def test_big_jpeg_uses_reduced_decode_and_keeps_the_short_side(monkeypatch):
-    calls = []
-    from PIL import JpegImagePlugin
+    from vila_assets.core.crawl import imaging
 
-    real = JpegImagePlugin.JpegImageFile.draft
+    decoded = []
+    real = imaging.simplejpeg.decode_jpeg
 
-    def spy(self, mode, size):
-        calls.append(size)
-        return real(self, mode, size)
+    def spy(data, **kwargs):
+        pixels = real(data, **kwargs)
+        decoded.append((kwargs, pixels.shape))
+        return pixels
 
-    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", spy)
+    monkeypatch.setattr(imaging.simplejpeg, "decode_jpeg", spy)
     out = process_image(encode(render_photo("green", "square", 1, 2000, 1500), "JPEG"), ImageSpec(image_size=336))
-    assert calls == [(336, 336)]
+    # 2000x1500 at 2/8 would be 375 px short: the DCT decode stops at 1/4 of the pixels, not at Pillow's 1/2.
+    [(kwargs, shape)] = decoded
+    assert kwargs["min_height"] == kwargs["min_width"] == 336
+    assert shape == (375, 500, 3)
     assert (out["width"], out["height"], out["orig_width"], out["orig_height"]) == (448, 336, 2000, 1500)
+
+
+def test_jpegs_libjpeg_turbo_cannot_convert_fall_back_to_pillow():
+    """CMYK JPEGs (print workflows, common in web crawls) and greyscale ones still come out as RGB."""
+    photo = render_photo("red", "circle", 4, 800, 600)
+    cmyk = encode(photo.convert("CMYK"), "JPEG", 90)
+    grey = encode(photo.convert("L"), "JPEG", 90)
+    for data in (cmyk, grey):
+        out = process_image(data, ImageSpec(image_size=300))
+        assert out["status"] == "ok", out["error"]
+        got = Image.open(io.BytesIO(out["image"]))
+        assert (got.mode, got.size) == ("RGB", (400, 300))
+    # The CMYK fallback keeps the colours (Pillow's Adobe-inverted CMYK handling), not a negative.
+    got = np.asarray(Image.open(io.BytesIO(process_image(cmyk, ImageSpec(image_size=300))["image"])), dtype=np.float32)
+    want = np.asarray(photo.resize((400, 300)), dtype=np.float32)
+    assert np.abs(got - want).mean() < 12
+
+
+def test_progressive_jpeg_decodes_like_baseline():
+    photo = render_photo("blue", "square", 5, 1280, 960)
+    buf = io.BytesIO()
+    photo.save(buf, "JPEG", quality=90, progressive=True)
+    base = process_image(encode(photo, "JPEG", 90), ImageSpec(image_size=384))
+    prog = process_image(buf.getvalue(), ImageSpec(image_size=384))
+    assert prog["status"] == base["status"] == "ok"
+    assert (prog["width"], prog["height"]) == (base["width"], base["height"]) == (512, 384)
+    assert phash_distance(prog["phash"], base["phash"]) <= 2
+
+
+def test_same_bytes_give_the_same_output_bytes():
+    data = encode(render_photo("green", "triangle", 6, 1024, 768), "JPEG", 90)
+    assert process_image(data, ImageSpec())["image"] == process_image(data, ImageSpec())["image"]
 
 
 def test_small_images_are_not_upscaled():
@@ -51,7 +87,7 @@ def test_small_images_are_not_upscaled():
     assert (out["width"], out["height"]) == (200, 100)
 
 
-@pytest.mark.parametrize("orientation", [3, 6, 8])
+@pytest.mark.parametrize("orientation", [2, 3, 4, 5, 6, 7, 8])
 def test_exif_orientation_is_undone(orientation):
     upright = render_photo("blue", "triangle", 2, 400, 300)
     out = process_image(encode(upright, "JPEG", 95, exif_orientation=orientation), ImageSpec(image_size=300))

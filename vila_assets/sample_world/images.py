@@ -79,9 +79,14 @@ def render_placeholder(width: int = 640, height: int = 480) -> Image.Image:
 
 
 # EXIF orientation -> the transpose that turns an upright picture into what a camera stores.
+# How a camera stores an upright picture for each EXIF orientation (the inverse of what undoes it).
 _STORE_FOR_ORIENTATION = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
     3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
     6: Image.Transpose.ROTATE_90,
+    7: Image.Transpose.TRANSVERSE,
     8: Image.Transpose.ROTATE_270,
 }
 
@@ -92,7 +97,7 @@ def encode(
     quality: int = 90,
     exif_orientation: int | None = None,
 ) -> bytes:
-    """Encode ``img``; with ``exif_orientation`` (3, 6 or 8) store it rotated plus the EXIF tag that undoes it."""
+    """Encode ``img``; with ``exif_orientation`` (2..8) store it rotated plus the EXIF tag that undoes it."""
     out = io.BytesIO()
     kwargs: dict[str, object] = {}
     if fmt.upper() in ("JPEG", "WEBP"):

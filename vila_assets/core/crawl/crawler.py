@@ -19,7 +19,7 @@ import httpx
 
 from .checkpoint import Checkpoint, input_fingerprint
 from .fetch import Fetcher
-from .imaging import ImageSpec, process_image
+from .imaging import ImageSpec, configure_worker, process_image
 from .policy import UrlPolicy
 from .reader import InputRow, count_rows, read_rows
 from .writer import SAMPLE_STATUSES
@@ -121,11 +121,13 @@ class _DefaultProgress:
 
 def _make_pool(config: CrawlConfig) -> concurrent.futures.Executor:
     if config.worker_kind == "thread":
-        return concurrent.futures.ThreadPoolExecutor(config.workers, thread_name_prefix="crawl-imaging")
+        return concurrent.futures.ThreadPoolExecutor(
+            config.workers, thread_name_prefix="crawl-imaging", initializer=configure_worker
+        )
     # spawn: safe in threaded hosts (Dagster, pytest with a server thread), and the workers stay our
     # direct children, so their CPU shows up in our RUSAGE_CHILDREN.
     ctx = multiprocessing.get_context("spawn")
-    return concurrent.futures.ProcessPoolExecutor(config.workers, mp_context=ctx)
+    return concurrent.futures.ProcessPoolExecutor(config.workers, mp_context=ctx, initializer=configure_worker)
 
 
 def crawl(

@@ -71,6 +71,27 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+class _NoCookies(httpx.Cookies):
+    """A crawler keeps no cookies: a site must not be able to follow us from URL to URL (or learn what
+    else we fetched), and a jar filled by millions of hosts would only grow. Also skips httpx's
+    http.cookiejar round trip per response (~5 % of the event loop's time in a profile)."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+
+class _CrawlClient(httpx.AsyncClient):
+    _no_cookies = _NoCookies()
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return self._no_cookies
+
+    @cookies.setter
+    def cookies(self, value) -> None:
+        raise TypeError("the crawler's client keeps no cookies")
+
+
 class Fetcher:
     def __init__(self, config, policy: UrlPolicy, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.config = config
@@ -86,7 +107,7 @@ class Fetcher:
             max_connections=self.config.concurrency,
             max_keepalive_connections=self.config.concurrency,
         )
-        self._client = httpx.AsyncClient(
+        self._client = _CrawlClient(
             limits=limits,
             timeout=httpx.Timeout(self.config.timeout),
             follow_redirects=False,  # every hop goes back through the policy
@@ -105,7 +126,9 @@ class Fetcher:
             return None
         from .transport import AiohttpTransport
 
-        return AiohttpTransport(self.config.concurrency, self.config.timeout, self.config.timeout)
+        return AiohttpTransport(
+            self.config.concurrency, self.config.timeout, self.config.timeout, whole_body_max=self.config.max_bytes
+        )
 
     async def __aexit__(self, *exc) -> None:
         assert self._client is not None

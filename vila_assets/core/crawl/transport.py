@@ -29,15 +29,22 @@ def _map_error(exc: BaseException, request: httpx.Request) -> httpx.TransportErr
 
 
 class _Body(httpx.AsyncByteStream):
-    def __init__(self, response: aiohttp.ClientResponse, request: httpx.Request) -> None:
+    def __init__(self, response: aiohttp.ClientResponse, request: httpx.Request, whole_body_max: int) -> None:
         self._response = response
         self._request = request
+        self._whole_body_max = whole_body_max
         self._done = False
 
     async def __aiter__(self):
         try:
-            async for chunk in self._response.content.iter_chunked(_CHUNK):
-                yield chunk
+            length = self._response.content_length
+            if length is not None and length <= self._whole_body_max:
+                # Framed by Content-Length (aiohttp reads no further), small enough: one piece, one
+                # trip through httpx's stream layers instead of one per socket read.
+                yield await self._response.read()
+            else:
+                async for chunk in self._response.content.iter_chunked(_CHUNK):
+                    yield chunk
             self._done = True
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise _map_error(exc, self._request) from None
@@ -50,8 +57,12 @@ class _Body(httpx.AsyncByteStream):
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
-    def __init__(self, max_connections: int, connect_timeout: float, read_timeout: float) -> None:
+    def __init__(
+        self, max_connections: int, connect_timeout: float, read_timeout: float, whole_body_max: int = 0
+    ) -> None:
+        """``whole_body_max``: bodies whose Content-Length is at most this are read in one piece."""
         self._session: aiohttp.ClientSession | None = None
+        self._whole_body_max = whole_body_max
         self._limit = max_connections
         self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout, sock_read=read_timeout)
 
@@ -87,7 +98,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         return httpx.Response(
             response.status,
             headers=list(response.raw_headers),
-            stream=_Body(response, request),
+            stream=_Body(response, request, self._whole_body_max),
             request=request,
             extensions={"http_version": b"HTTP/1.1"},
         )
