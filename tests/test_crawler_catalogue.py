@@ -21,14 +21,16 @@ CONFIG = CrawlConfig(
 
 
 class RecordingTransport(httpx.AsyncBaseTransport):
-    """Delegates to the crawler's own transport and remembers every URL actually sent."""
+    """Delegates to the crawler's own transport and remembers every URL actually sent, with the host
+    replaced by the address the connection is pinned to (what the socket really connects to)."""
 
     def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
         self.inner = inner
         self.sent: list[str] = []
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        self.sent.append(str(request.url))
+        address = request.extensions.get("connect_address")
+        self.sent.append(str(request.url.copy_with(host=address) if address else request.url))
         return await self.inner.handle_async_request(request)
 
     async def aclose(self) -> None:

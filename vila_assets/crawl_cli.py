@@ -29,8 +29,10 @@ def build_parser(prog: str = "vila-assets crawl") -> argparse.ArgumentParser:
     p.add_argument("--max-aspect-ratio", type=float, default=_DEFAULTS.max_aspect_ratio, help="0 = off")
     p.add_argument("--timeout", type=float, default=_DEFAULTS.timeout, help="total seconds per request attempt")
     p.add_argument("--retries", type=int, default=_DEFAULTS.retries)
-    p.add_argument("--concurrency", type=int, default=_DEFAULTS.concurrency)
-    p.add_argument("--per-host", type=int, default=_DEFAULTS.per_host)
+    p.add_argument("--concurrency", type=int, default=_DEFAULTS.concurrency,
+                   help="requests in flight, all processes together (default %(default)s)")
+    p.add_argument("--per-host", type=int, default=_DEFAULTS.per_host,
+                   help="requests in flight per host, all processes together (default %(default)s)")
     p.add_argument(
         "--allow-network",
         action="append",
@@ -44,8 +46,9 @@ def build_parser(prog: str = "vila-assets crawl") -> argparse.ArgumentParser:
     p.add_argument("--user-agent", default=_DEFAULTS.user_agent)
     p.add_argument("--backoff-base", type=float, default=_DEFAULTS.backoff_base)
     p.add_argument("--backoff-max", type=float, default=_DEFAULTS.backoff_max)
-    p.add_argument("--workers", type=int, default=_DEFAULTS.workers, help="imaging workers")
-    p.add_argument("--worker-kind", choices=("process", "thread"), default=_DEFAULTS.worker_kind)
+    p.add_argument("--processes", type=int, default=_DEFAULTS.processes,
+                   help="crawler processes, each with its own event loop and imaging threads (0 = one per usable CPU)")
+    p.add_argument("--workers", type=int, default=_DEFAULTS.workers, help="imaging threads per process")
     p.add_argument("--http-backend", choices=("aiohttp", "httpx"), default=_DEFAULTS.http_backend)
     p.add_argument("--checkpoint-rows", type=int, default=_DEFAULTS.checkpoint_rows)
     p.add_argument("--checkpoint-seconds", type=float, default=_DEFAULTS.checkpoint_s)
@@ -70,8 +73,8 @@ def config_from_args(args: argparse.Namespace) -> CrawlConfig:
         user_agent=args.user_agent,
         backoff_base=args.backoff_base,
         backoff_max=args.backoff_max,
+        processes=args.processes,
         workers=args.workers,
-        worker_kind=args.worker_kind,
         http_backend=args.http_backend,
         checkpoint_rows=args.checkpoint_rows,
         checkpoint_s=args.checkpoint_seconds,

@@ -32,8 +32,8 @@ class ImageCrawler(dg.ConfigurableResource):
     user_agent: str = _D.user_agent
     backoff_base: float = _D.backoff_base
     backoff_max: float = _D.backoff_max
+    processes: int = _D.processes
     workers: int = _D.workers
-    worker_kind: str = _D.worker_kind
     http_backend: str = _D.http_backend
     checkpoint_rows: int = _D.checkpoint_rows
     checkpoint_s: float = _D.checkpoint_s

@@ -1,9 +1,10 @@
 """Sample-level resume: finished rows go to small atomic chunk files, keyed by input row index.
 
-``OUTPUT_DIR/.checkpoint/chunk-00000.parquet`` … each holds whatever rows finished in a window of K rows
-or T seconds, sorted by index. A kill -9 loses at most the unflushed window; a rerun reads only the
-``index`` column to learn what is done. The final samples.parquet is a streaming merge of the chunks in
-input order, so its bytes do not depend on how many runs it took to produce them.
+``OUTPUT_DIR/.checkpoint/chunk-<part>-<seq>.parquet`` … each holds whatever rows one crawler process
+finished in a window of K rows or T seconds, sorted by index. A kill -9 loses at most the unflushed
+windows; a rerun reads only the ``index`` column to learn what is done. The final samples.parquet is a
+streaming merge of the chunks in input order, so its bytes do not depend on how many runs, or how many
+processes, it took to produce them.
 """
 
 from __future__ import annotations
@@ -28,22 +29,38 @@ MANIFEST = "manifest.json"
 
 
 class Checkpoint:
-    def __init__(self, output_dir: Path, fingerprint: dict, total: int, flush_rows: int = 256, flush_s: float = 5.0):
+    """``part``: which crawler process writes through this object (it names the chunks).
+    ``attach``: join a checkpoint the parent process already validated, never wipe it."""
+
+    def __init__(
+        self,
+        output_dir: Path,
+        fingerprint: dict,
+        total: int,
+        flush_rows: int = 256,
+        flush_s: float = 5.0,
+        part: int = 0,
+        attach: bool = False,
+    ):
         self.dir = Path(output_dir) / CHECKPOINT_DIR
         self.total = total
         self.flush_rows = flush_rows
         self.flush_s = flush_s
+        self.part = part
         self.done = bytearray(total)  # 1 byte per input row: 10 M URLs -> 10 MB
         self.resumed = 0
         self._buffer: list[dict] = []
         self._last_flush = time.monotonic()
         self._seq = 0
-        self._open(fingerprint)
+        self._open(fingerprint, attach)
 
-    def _open(self, fingerprint: dict) -> None:
+    def _open(self, fingerprint: dict, attach: bool) -> None:
         fingerprint = json.loads(json.dumps(fingerprint, sort_keys=True))  # tuples -> lists, as stored
         manifest = self.dir / MANIFEST
-        if self.dir.exists():
+        if attach:
+            if not manifest.exists():
+                raise RuntimeError(f"{self.dir}: no checkpoint to attach to")
+        elif self.dir.exists():
             try:
                 same = json.loads(manifest.read_text()) == fingerprint
             except (OSError, ValueError):
@@ -54,8 +71,10 @@ class Checkpoint:
         self.dir.mkdir(parents=True, exist_ok=True)
         if not manifest.exists():
             atomic_write_text(manifest, json.dumps(fingerprint, sort_keys=True))
+        mine = f"chunk-{self.part:03d}-"
         for path in self._chunks():
-            self._seq = max(self._seq, int(path.stem.split("-")[1]) + 1)
+            if path.name.startswith(mine):
+                self._seq = max(self._seq, int(path.stem.rsplit("-", 1)[1]) + 1)
             for idx in pq.read_table(path, columns=["index"]).column("index").to_pylist():
                 if not self.done[idx]:
                     self.done[idx] = 1
@@ -78,7 +97,7 @@ class Checkpoint:
             return
         rows = sorted(self._buffer, key=lambda r: r["index"])
         self._buffer = []
-        with atomic_path(self.dir / f"chunk-{self._seq:05d}.parquet") as tmp:
+        with atomic_path(self.dir / f"chunk-{self.part:03d}-{self._seq:06d}.parquet") as tmp:
             write_table(tmp, rows, CHUNK_SCHEMA)
         self._seq += 1
         for r in rows:
@@ -122,6 +141,11 @@ class Checkpoint:
         with atomic_path(target) as tmp, open_writer(tmp, SAMPLES_SCHEMA) as writer:
             batch: list[dict] = []
             for row in self._merged():
+                if row["index"] < expected:
+                    # Finished twice (only possible if a process of a killed run outlived it): the merge
+                    # order is fixed by the chunk set, so keeping the first copy is deterministic.
+                    log.warning("checkpoint: row %d was finished twice; keeping the first copy", row["index"])
+                    continue
                 if row["index"] != expected:
                     raise RuntimeError(f"checkpoint is inconsistent: expected row {expected}, found {row['index']}")
                 expected += 1

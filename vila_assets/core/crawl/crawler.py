@@ -1,4 +1,10 @@
-"""The crawl loop: reader -> fetch (event loop, I/O) -> imaging (worker pool, CPU) -> checkpoint -> samples.parquet."""
+"""The crawl loop: reader -> fetch (event loop, I/O) -> imaging (threads, CPU) -> checkpoint -> samples.parquet.
+
+One crawl runs as ``parts`` crawler processes (``parts.py``), each with its own event loop and imaging
+threads over an interleaved share of the input rows, all writing checkpoint chunks into one folder;
+the parent then assembles samples.parquet. One process's event loop costs ~1-2 CPU-ms per URL under
+the GIL, so a single process stops scaling at a few hundred URLs/s whatever the core count.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,6 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import logging
-import multiprocessing
 import os
 import sys
 import threading
@@ -19,7 +24,8 @@ import httpx
 
 from .checkpoint import Checkpoint, input_fingerprint
 from .fetch import Fetcher
-from .imaging import ImageSpec, configure_worker, process_image
+from .imaging import IMAGING_VERSION, ImageSpec, configure_worker, process_image
+from .parts import RowTally, available_cpus, part_of, run_parts
 from .policy import UrlPolicy
 from .reader import InputRow, count_rows, read_rows
 from .writer import SAMPLE_STATUSES
@@ -47,16 +53,16 @@ class CrawlConfig:
     user_agent: str = DEFAULT_USER_AGENT
     backoff_base: float = 0.5
     backoff_max: float = 30.0
-    workers: int = 2  # imaging workers (decode/resize/encode)
-    worker_kind: str = "process"  # "process" or "thread"
+    processes: int = 0  # crawler processes (event loop + imaging threads each); 0 = one per usable CPU
+    workers: int = 2  # imaging threads (decode/resize/encode) per crawler process
     http_backend: str = "aiohttp"  # wire layer under the httpx client: "aiohttp" (fast) or "httpx"
     checkpoint_rows: int = 256  # flush finished rows every K samples ...
     checkpoint_s: float = 5.0  # ... or every T seconds
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "allow_networks", tuple(self.allow_networks))
-        if self.worker_kind not in ("process", "thread"):
-            raise ValueError(f"worker_kind must be 'process' or 'thread', not {self.worker_kind!r}")
+        if self.processes < 0 or self.workers < 1:
+            raise ValueError(f"processes must be >= 0 and workers >= 1, not {self.processes} and {self.workers}")
         if self.http_backend not in ("aiohttp", "httpx"):
             raise ValueError(f"http_backend must be 'aiohttp' or 'httpx', not {self.http_backend!r}")
 
@@ -65,8 +71,16 @@ class CrawlConfig:
 
     def output_fields(self) -> dict:
         """Fields that change samples.parquet; a checkpoint made under other values is discarded."""
-        skip = {"concurrency", "per_host", "workers", "worker_kind", "http_backend", "checkpoint_rows", "checkpoint_s"}
-        return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
+        skip = {"concurrency", "per_host", "processes", "workers", "http_backend", "checkpoint_rows", "checkpoint_s"}
+        fields = {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
+        return {**fields, "imaging_version": IMAGING_VERSION}
+
+    def for_part(self, parts: int) -> CrawlConfig:
+        """One of ``parts`` processes' share of the connection limits (totals stay as configured;
+        a per-host limit below ``parts`` still gives each process one connection per host)."""
+        return dataclasses.replace(
+            self, concurrency=max(1, self.concurrency // parts), per_host=max(1, self.per_host // parts)
+        )
 
 
 @dataclass
@@ -119,15 +133,16 @@ class _DefaultProgress:
             self._bar.close()
 
 
-def _make_pool(config: CrawlConfig) -> concurrent.futures.Executor:
-    if config.worker_kind == "thread":
-        return concurrent.futures.ThreadPoolExecutor(
-            config.workers, thread_name_prefix="crawl-imaging", initializer=configure_worker
-        )
-    # spawn: safe in threaded hosts (Dagster, pytest with a server thread), and the workers stay our
-    # direct children, so their CPU shows up in our RUSAGE_CHILDREN.
-    ctx = multiprocessing.get_context("spawn")
-    return concurrent.futures.ProcessPoolExecutor(config.workers, mp_context=ctx, initializer=configure_worker)
+# Below this many rows to do, an extra process costs more (~0.5 CPU-s of imports) than it brings.
+MIN_ROWS_PER_PROCESS = 256
+
+
+def plan_parts(config: CrawlConfig, todo: int) -> int:
+    """How many crawler processes: as configured, or (``processes=0``) one per usable CPU while each
+    gets at least ``MIN_ROWS_PER_PROCESS`` rows."""
+    if config.processes:
+        return max(1, min(config.processes, todo))
+    return max(1, min(available_cpus(), todo // MIN_ROWS_PER_PROCESS))
 
 
 def crawl(
@@ -141,49 +156,93 @@ def crawl(
     """Download, check and re-encode every URL of ``input_path`` into ``output_dir/samples.parquet``.
 
     One output row per input row, in input order, whatever happened to it (see ``SAMPLE_STATUSES``).
-    Interrupted runs resume from ``output_dir/.checkpoint`` and produce the same bytes.
-    ``transport`` is for tests (e.g. to record which addresses were contacted).
+    Interrupted runs resume from ``output_dir/.checkpoint`` and produce the same bytes, whatever the
+    number of processes of either run. ``transport`` is for tests (e.g. to record which addresses were
+    contacted); it keeps the crawl in this process.
     """
-    coro = _crawl(Path(input_path), Path(output_dir), config, progress, transport)
+    started = time.monotonic()
+    input_path, output_dir = Path(input_path), Path(output_dir)
+    total = count_rows(input_path)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    fingerprint = input_fingerprint(input_path, config.output_fields())
+    ckpt = Checkpoint(output_dir, fingerprint, total, flush_rows=config.checkpoint_rows, flush_s=config.checkpoint_s)
+    if ckpt.resumed:
+        log.info("crawl: resuming, %d of %d rows already done", ckpt.resumed, total)
+    parts = 1 if transport is not None else plan_parts(config, total - ckpt.resumed)
+    own_progress = progress is None
+    report = _DefaultProgress(total) if own_progress else progress
+    tally = RowTally(done=ckpt.resumed)
+    try:
+        if parts == 1:
+            _run_loop(_crawl_rows(input_path, ckpt, config, 0, 1, transport, tally, lambda: report(tally.done, total, tally.counts)))
+        else:
+            log.info("crawl: %d rows to do in %d processes", total - ckpt.resumed, parts)
+            run_parts(
+                _part_main,
+                (input_path, output_dir, fingerprint, total, config.for_part(parts)),
+                parts,
+                tally,
+                lambda: report(tally.done, total, tally.counts),
+            )
+    finally:
+        if own_progress:
+            report.close()
+    target = output_dir / SAMPLES_FILE
+    all_counts = ckpt.assemble(target)
+    ckpt.remove()  # only now: samples.parquet is atomically in place
+    summary = CrawlSummary(
+        total=total,
+        counts={s: all_counts.get(s, 0) for s in SAMPLE_STATUSES},
+        elapsed_s=time.monotonic() - started,
+        bytes_downloaded=tally.bytes,
+        resumed=ckpt.resumed,
+        output_path=target,
+        errors=dict(sorted(tally.errors.items(), key=lambda kv: -kv[1])[:20]),
+    )
+    log.info("crawl: %d rows in %.1fs %s", total, summary.elapsed_s, summary.counts)
+    return summary
+
+
+def _run_loop(coro) -> None:
+    """``asyncio.run``, also from inside a running event loop (an async asset): then on a private thread."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(coro)
-    # Called from inside an event loop (an async asset): run ours on a private thread.
-    result: list = []
-    thread = threading.Thread(target=lambda: result.append(asyncio.run(coro)), name="crawl")
+        asyncio.run(coro)
+        return
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            asyncio.run(coro)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            failure.append(exc)
+
+    thread = threading.Thread(target=target, name="crawl")
     thread.start()
     thread.join()
-    if not result:
-        raise RuntimeError("crawl failed; see the log")
-    return result[0]
+    if failure:
+        raise failure[0]
 
 
-async def _crawl(input_path, output_dir, config, progress, transport) -> CrawlSummary:
-    started = time.monotonic()
-    total = count_rows(input_path)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    ckpt = Checkpoint(
-        output_dir,
-        input_fingerprint(input_path, config.output_fields()),
-        total,
-        flush_rows=config.checkpoint_rows,
-        flush_s=config.checkpoint_s,
-    )
-    if ckpt.resumed:
-        log.info("crawl: resuming, %d of %d rows already done", ckpt.resumed, total)
-    own_progress = progress is None
-    report = _DefaultProgress(total) if own_progress else progress
-    counts: dict[str, int] = {}
-    errors: dict[str, int] = {}
-    state = {"done": ckpt.resumed, "bytes": 0}
+def _part_main(part: int, parts: int, tally: RowTally, on_rows: Callable[[], None],
+               input_path: Path, output_dir: Path, fingerprint: dict, total: int, config: CrawlConfig) -> None:
+    """Body of crawler process ``part``: the rows of its share that no earlier run finished."""
+    ckpt = Checkpoint(output_dir, fingerprint, total, flush_rows=config.checkpoint_rows,
+                      flush_s=config.checkpoint_s, part=part, attach=True)
+    asyncio.run(_crawl_rows(input_path, ckpt, config, part, parts, None, tally, on_rows))
+
+
+async def _crawl_rows(input_path: Path, ckpt: Checkpoint, config: CrawlConfig, part: int, parts: int,
+                      transport, tally: RowTally, on_rows: Callable[[], None]) -> None:
+    """Fetch and process this process's unfinished rows; every finished row goes to ``ckpt``."""
     spec = config.image_spec()
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[InputRow | None] = asyncio.Queue(maxsize=config.concurrency * 2)
 
     async def produce() -> None:
         for row in read_rows(input_path):
-            if not ckpt.is_done(row.index):
+            if part_of(row.index, parts) == part and not ckpt.is_done(row.index):
                 await queue.put(row)
         for _ in range(config.concurrency):
             await queue.put(None)
@@ -191,20 +250,19 @@ async def _crawl(input_path, output_dir, config, progress, transport) -> CrawlSu
     async def work(fetcher: Fetcher, pool) -> None:
         while (row := await queue.get()) is not None:
             result = await _one(row, fetcher, pool, spec, loop)
-            state["bytes"] += result["nbytes"] or 0
-            counts[result["status"]] = counts.get(result["status"], 0) + 1
-            if result["error"]:
-                errors[result["error"]] = errors.get(result["error"], 0) + 1
+            tally.add(result["status"], result["error"], result["nbytes"] or 0)
             ckpt.add(result)
-            state["done"] += 1
-            report(state["done"], total, counts)
+            on_rows()
 
     async def tick() -> None:  # the time-based flush, for when rows arrive slowly
         while True:
             await asyncio.sleep(config.checkpoint_s)
             ckpt.flush()
 
-    pool = _make_pool(config)
+    # Threads, not processes: decode, resize and encode release the GIL, and the source bytes stay put.
+    pool = concurrent.futures.ThreadPoolExecutor(
+        config.workers, thread_name_prefix="crawl-imaging", initializer=configure_worker
+    )
     try:
         async with Fetcher(config, UrlPolicy(config.allow_networks), transport) as fetcher:
             ticker = asyncio.create_task(tick())
@@ -217,23 +275,7 @@ async def _crawl(input_path, output_dir, config, progress, transport) -> CrawlSu
                 ticker.cancel()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-        if own_progress:
-            report.close()
-    target = output_dir / SAMPLES_FILE
-    all_counts = await asyncio.to_thread(ckpt.assemble, target)
-    ckpt.remove()  # only now: samples.parquet is atomically in place
-    top = dict(sorted(errors.items(), key=lambda kv: -kv[1])[:20])
-    summary = CrawlSummary(
-        total=total,
-        counts={s: all_counts.get(s, 0) for s in SAMPLE_STATUSES},
-        elapsed_s=time.monotonic() - started,
-        bytes_downloaded=state["bytes"],
-        resumed=ckpt.resumed,
-        output_path=target,
-        errors=top,
-    )
-    log.info("crawl: %d rows in %.1fs %s", total, summary.elapsed_s, summary.counts)
-    return summary
+    ckpt.flush()
 
 
 _EMPTY_IMAGE_FIELDS = dict.fromkeys(

@@ -174,6 +174,17 @@ class Fetcher:
             error = f"{error} after {attempts} attempts"
         return FetchResult(None, status, error, outcome.http_status, attempts)
 
+    def _request_to(self, target) -> httpx.Request:
+        """A GET for ``target`` that can only reach the vetted address."""
+        if self.config.http_backend == "aiohttp":
+            # Our transport connects to the ``connect_address`` extension itself (see transport.py), so the
+            # request keeps its real URL: no second URL parse per request, Host and SNI come for free.
+            return self._client.build_request("GET", target.url, extensions={"connect_address": str(target.address)})
+        extensions = {"sni_hostname": target.url.host} if target.url.scheme == "https" else {}
+        return self._client.build_request(
+            "GET", target.connect_url, headers={"Host": target.host_header}, extensions=extensions
+        )
+
     async def _attempt(self, url: str) -> _Outcome:
         assert self._client is not None
         current: str | httpx.URL = url
@@ -186,10 +197,7 @@ class Fetcher:
             except ResolveError as exc:
                 return _Outcome("transient" if exc.transient else "permanent", str(exc))
             seen.add(str(target.url))
-            extensions = {"sni_hostname": target.url.host} if target.url.scheme == "https" else {}
-            request = self._client.build_request(
-                "GET", target.connect_url, headers={"Host": target.host_header}, extensions=extensions
-            )
+            request = self._request_to(target)
             async with self._host_slot(target.host_key):
                 try:
                     response = await self._client.send(request, stream=True)

@@ -31,6 +31,9 @@ import simplejpeg
 from PIL import Image
 
 WHITE = (255, 255, 255)
+# Bumped whenever the same bytes would come out as different pixels or hashes: part of the crawl's
+# checkpoint fingerprint, so a resume never mixes rows made by two imaging versions.
+IMAGING_VERSION = 2
 
 # The transposes ImageOps.exif_transpose uses; applied by hand *after* the resize, because
 # exif_transpose needs the full-size pixels and would defeat the reduced decode.

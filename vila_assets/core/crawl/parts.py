@@ -1,0 +1,171 @@
+"""One crawl as several processes: which process takes which row, starting and stopping them, and
+their progress flowing back to the parent.
+
+Each process runs its own event loop and imaging threads over an interleaved share of the input
+(blocks of ``PART_BLOCK`` consecutive rows, dealt round-robin) and checkpoints into the shared
+``.checkpoint`` folder under its own chunk names, so nothing but small progress messages crosses a
+process boundary. A process dies with its parent (``PR_SET_PDEATHSIG`` on Linux, a watchdog thread
+elsewhere): after a ``kill -9`` of the crawl no orphan keeps writing chunks into a folder a rerun uses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import math
+import multiprocessing
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PART_BLOCK = 64  # consecutive rows per deal: a process's chunks cover short runs of the input
+PROGRESS_EVERY_S = 0.5
+MAX_ERROR_KINDS = 50  # distinct error strings a process reports back (the summary keeps the top 20)
+
+
+def part_of(index: int, parts: int) -> int:
+    """Which of ``parts`` processes crawls input row ``index``."""
+    return (index // PART_BLOCK) % parts
+
+
+def available_cpus() -> int:
+    """CPUs this process may use: its affinity mask, capped by a cgroup v2 CPU quota (a k8s CPU limit)."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        n = os.cpu_count() or 1
+    with contextlib.suppress(OSError, ValueError):
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            n = min(n, max(1, math.ceil(int(quota) / int(period))))
+    return max(1, n)
+
+
+@dataclass
+class RowTally:
+    """Rows finished so far by status, bytes downloaded and error reasons."""
+
+    done: int = 0
+    bytes: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    errors: dict[str, int] = field(default_factory=dict)
+
+    def add(self, status: str, error: str | None, nbytes: int) -> None:
+        self.done += 1
+        self.bytes += nbytes
+        self.counts[status] = self.counts.get(status, 0) + 1
+        if error:
+            self.errors[error] = self.errors.get(error, 0) + 1
+
+    def progress(self) -> RowTally:
+        """A copy without the error reasons (they can be many; they travel once, at the end)."""
+        return RowTally(self.done, self.bytes, dict(self.counts))
+
+    def final(self) -> RowTally:
+        top = dict(sorted(self.errors.items(), key=lambda kv: -kv[1])[:MAX_ERROR_KINDS])
+        return RowTally(self.done, self.bytes, dict(self.counts), top)
+
+
+def run_parts(body: Callable, args: tuple, parts: int, tally: RowTally, on_rows: Callable[[], None]) -> None:
+    """Run ``body(part, parts, part_tally, on_rows, *args)`` in ``parts`` spawned processes and wait.
+
+    ``tally`` (which may already count resumed rows) accumulates what the processes finish; ``on_rows()``
+    is called whenever it changes. If one process fails, the others are stopped and ``RuntimeError``
+    carries its traceback; the checkpoint keeps every row flushed so far.
+    """
+    # spawn, not fork: the caller may be threaded (Dagster, a test web server).
+    ctx = multiprocessing.get_context("spawn")
+    events = ctx.Queue()
+    procs = [
+        ctx.Process(target=_child, args=(body, k, parts, args, events, os.getpid()), name=f"vila-crawl-{k}", daemon=True)
+        for k in range(parts)
+    ]
+    base = RowTally(tally.done, tally.bytes, dict(tally.counts), dict(tally.errors))
+    latest = [RowTally() for _ in range(parts)]
+    pending = set(range(parts))
+    try:
+        for p in procs:
+            p.start()
+        while pending:
+            try:
+                kind, k, payload = events.get(timeout=0.2)
+            except queue.Empty:
+                for k in sorted(pending):
+                    code = procs[k].exitcode
+                    if code is not None and code != 0:
+                        raise RuntimeError(f"crawler process {k} of {parts} died (exit code {code})") from None
+                continue
+            if kind == "failed":
+                raise RuntimeError(f"crawler process {k} of {parts} failed:\n{payload}")
+            latest[k] = payload
+            if kind == "done":
+                pending.discard(k)
+            _combine(tally, base, latest)
+            on_rows()
+        for p in procs:
+            p.join()
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+        for p in procs:
+            if p.pid is not None:
+                p.join(timeout=10)
+        events.close()
+
+
+def _combine(tally: RowTally, base: RowTally, latest: list[RowTally]) -> None:
+    tally.done = base.done + sum(t.done for t in latest)
+    tally.bytes = base.bytes + sum(t.bytes for t in latest)
+    tally.counts = dict(base.counts)
+    tally.errors = dict(base.errors)
+    for t in latest:
+        for key, n in t.counts.items():
+            tally.counts[key] = tally.counts.get(key, 0) + n
+        for key, n in t.errors.items():
+            tally.errors[key] = tally.errors.get(key, 0) + n
+
+
+def _child(body: Callable, part: int, parts: int, args: tuple, events, parent_pid: int) -> None:
+    _die_with_parent(parent_pid)
+    tally = RowTally()
+    last = [time.monotonic()]
+
+    def on_rows() -> None:
+        now = time.monotonic()
+        if now - last[0] >= PROGRESS_EVERY_S:
+            last[0] = now
+            events.put(("progress", part, tally.progress()))
+
+    try:
+        body(part, parts, tally, on_rows, *args)
+    except BaseException:  # noqa: BLE001 - reported to the parent, which raises
+        events.put(("failed", part, traceback.format_exc()))
+        events.close()
+        events.join_thread()
+        sys.exit(1)
+    events.put(("done", part, tally.final()))
+    events.close()
+    events.join_thread()
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() != parent_pid:  # the parent died before the line above
+        os._exit(1)
+
+    def watch() -> None:  # for platforms without PDEATHSIG
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
