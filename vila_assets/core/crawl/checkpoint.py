@@ -9,19 +9,20 @@ processes, it took to produce them.
 
 from __future__ import annotations
 
-import heapq
 import json
 import logging
 import os
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..atomic import atomic_path, atomic_write_text
-from .writer import CHUNK_SCHEMA, ROW_GROUP_ROWS, SAMPLES_SCHEMA, open_writer, rows_to_table, write_table
+from .writer import CHUNK_SCHEMA, ROW_GROUP_ROWS, SAMPLES_SCHEMA, open_writer, write_table
 
 log = logging.getLogger(__name__)
 CHECKPOINT_DIR = ".checkpoint"
@@ -75,7 +76,7 @@ class Checkpoint:
         for path in self._chunks():
             if path.name.startswith(mine):
                 self._seq = max(self._seq, int(path.stem.rsplit("-", 1)[1]) + 1)
-            for idx in pq.read_table(path, columns=["index"]).column("index").to_pylist():
+            for idx in _indices(path).tolist():
                 if not self.done[idx]:
                     self.done[idx] = 1
                     self.resumed += 1
@@ -103,65 +104,79 @@ class Checkpoint:
         for r in rows:
             self.done[r["index"]] = 1
 
-    def _merged(self) -> Iterator[dict]:
-        """All checkpointed rows in index order; a chunk is opened only when the merge reaches it."""
-        chunks = []
-        for path in self._chunks():
-            col = pq.read_table(path, columns=["index"]).column("index")
-            if len(col):
-                chunks.append((col[0].as_py(), str(path)))
-        chunks.sort()
-        heap: list[tuple[int, int, dict, Iterator[dict]]] = []
-
-        def rows_of(path: str) -> Iterator[dict]:
-            pf = pq.ParquetFile(path)
-            for batch in pf.iter_batches(batch_size=ROW_GROUP_ROWS):
-                yield from batch.to_pylist()
-
-        def push(n: int, it: Iterator[dict]) -> None:
-            row = next(it, None)
-            if row is not None:
-                heapq.heappush(heap, (row["index"], n, row, it))
-
-        pending = 0
-        while heap or pending < len(chunks):
-            while pending < len(chunks) and (not heap or chunks[pending][0] <= heap[0][0]):
-                push(pending, rows_of(chunks[pending][1]))
-                pending += 1
-            _, n, row, it = heapq.heappop(heap)
-            yield row
-            push(n, it)
-
     def assemble(self, target: Path) -> dict[str, int]:
-        """Write samples.parquet atomically from the chunks; return status counts."""
+        """Write samples.parquet atomically from the chunks, in input order; return status counts.
+
+        Streams in windows of one row group: a chunk is read when the window reaches its first row and
+        dropped once the window passes its last, so memory holds the chunks that straddle the window.
+        Rows move as Arrow columns (no per-row Python), and every window is written as one contiguous
+        row group, so the bytes do not depend on how the rows were spread over chunks.
+        """
         self.flush()
+        spans = []
+        for path in self._chunks():
+            idx = _indices(path)
+            if len(idx):
+                spans.append((int(idx[0]), int(idx[-1]), str(path)))  # a chunk is sorted by index
+        spans.sort()
         counts: dict[str, int] = {}
-        expected = 0
-        names = SAMPLES_SCHEMA.names
+        loaded: dict[str, tuple[np.ndarray, pa.Table, int]] = {}
+        taken = 0
         with atomic_path(target) as tmp, open_writer(tmp, SAMPLES_SCHEMA) as writer:
-            batch: list[dict] = []
-            for row in self._merged():
-                if row["index"] < expected:
-                    # Finished twice (only possible if a process of a killed run outlived it): the merge
-                    # order is fixed by the chunk set, so keeping the first copy is deterministic.
-                    log.warning("checkpoint: row %d was finished twice; keeping the first copy", row["index"])
-                    continue
-                if row["index"] != expected:
-                    raise RuntimeError(f"checkpoint is inconsistent: expected row {expected}, found {row['index']}")
-                expected += 1
-                counts[row["status"]] = counts.get(row["status"], 0) + 1
-                batch.append({k: row[k] for k in names})
-                if len(batch) == ROW_GROUP_ROWS:
-                    writer.write_table(rows_to_table(batch, SAMPLES_SCHEMA), row_group_size=ROW_GROUP_ROWS)
-                    batch = []
-            if batch:
-                writer.write_table(rows_to_table(batch, SAMPLES_SCHEMA), row_group_size=ROW_GROUP_ROWS)
-            if expected != self.total:
-                raise RuntimeError(f"checkpoint holds {expected} of {self.total} rows")
+            for start in range(0, self.total, ROW_GROUP_ROWS):
+                end = min(start + ROW_GROUP_ROWS, self.total)
+                while taken < len(spans) and spans[taken][0] < end:
+                    _lo, hi, path = spans[taken]
+                    table = pq.ParquetFile(path).read()
+                    loaded[path] = (table.column("index").to_numpy(), table, hi)
+                    taken += 1
+                window = _window(loaded, start, end)
+                for status, n in zip(*_value_counts(window.column("status"))):
+                    counts[status] = counts.get(status, 0) + n
+                writer.write_table(window, row_group_size=ROW_GROUP_ROWS)
+                for path in [p for p, (_, _, hi) in loaded.items() if hi < end]:
+                    del loaded[path]
         return counts
 
     def remove(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _window(loaded: dict, start: int, end: int) -> pa.Table:
+    """Rows ``start..end-1`` from the loaded chunks as one contiguous table in the samples schema."""
+    pieces = []
+    for idx, table, _ in loaded.values():
+        a, b = np.searchsorted(idx, [start, end])
+        if b > a:
+            pieces.append(table.slice(a, b - a))
+    if not pieces:
+        raise RuntimeError(f"checkpoint is inconsistent: no rows for {start}..{end - 1}")
+    window = pa.concat_tables(pieces)
+    index = window.column("index").to_numpy()
+    order = np.argsort(index, kind="stable")  # stable: of two copies the earlier chunk's comes first
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = index[order][1:] != index[order][:-1]
+    if not first.all():
+        # Finished twice (only possible if a process of a killed run outlived it): the chunk order is
+        # fixed by the chunk set, so keeping the first copy is deterministic.
+        log.warning("checkpoint: %d rows in %d..%d were finished twice; keeping the first copies",
+                    int((~first).sum()), start, end - 1)
+    order = order[first]
+    if not np.array_equal(index[order], np.arange(start, end)):
+        missing = sorted(set(range(start, end)) - set(index.tolist()))[:5]
+        raise RuntimeError(f"checkpoint is inconsistent: rows {missing} of {start}..{end - 1} are missing")
+    window = window.take(pa.array(order)).select(SAMPLES_SCHEMA.names).combine_chunks()
+    return pa.Table.from_arrays(window.columns, schema=SAMPLES_SCHEMA)
+
+
+def _indices(path: Path | str) -> np.ndarray:
+    """The ``index`` column of a chunk (ParquetFile, not read_table: no dataset machinery to import)."""
+    return pq.ParquetFile(path).read(columns=["index"]).column("index").to_numpy()
+
+
+def _value_counts(column: pa.ChunkedArray) -> tuple[list[str], list[int]]:
+    counted = pc.value_counts(column)
+    return counted.field("values").to_pylist(), counted.field("counts").to_pylist()
 
 
 def input_fingerprint(path: os.PathLike[str] | str, config_fields: dict) -> dict:

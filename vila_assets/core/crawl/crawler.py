@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import dataclasses
 import logging
 import os
@@ -25,7 +26,7 @@ import httpx
 from .checkpoint import Checkpoint, input_fingerprint
 from .fetch import Fetcher
 from .imaging import IMAGING_VERSION, ImageSpec, configure_worker, process_image
-from .parts import RowTally, available_cpus, part_of, run_parts
+from .parts import PartFailed, RowTally, available_cpus, part_of, run_parts
 from .policy import UrlPolicy
 from .reader import InputRow, count_rows, read_rows
 from .writer import SAMPLE_STATUSES
@@ -172,18 +173,22 @@ def crawl(
     own_progress = progress is None
     report = _DefaultProgress(total) if own_progress else progress
     tally = RowTally(done=ckpt.resumed)
+    part_config = config.for_part(parts)
+    if parts > 1:
+        log.info("crawl: %d rows to do in %d processes", total - ckpt.resumed, parts)
+
+    def part_zero(own: RowTally, on_rows: Callable[[], None], stop: threading.Event) -> None:
+        _run_loop(_crawl_rows(input_path, ckpt, part_config, 0, parts, transport, own, on_rows, stop))
+
     try:
-        if parts == 1:
-            _run_loop(_crawl_rows(input_path, ckpt, config, 0, 1, transport, tally, lambda: report(tally.done, total, tally.counts)))
-        else:
-            log.info("crawl: %d rows to do in %d processes", total - ckpt.resumed, parts)
-            run_parts(
-                _part_main,
-                (input_path, output_dir, fingerprint, total, config.for_part(parts)),
-                parts,
-                tally,
-                lambda: report(tally.done, total, tally.counts),
-            )
+        run_parts(
+            part_zero,
+            _part_main,
+            (input_path, output_dir, fingerprint, total, part_config),
+            parts,
+            tally,
+            lambda: report(tally.done, total, tally.counts),
+        )
     finally:
         if own_progress:
             report.close()
@@ -230,12 +235,13 @@ def _part_main(part: int, parts: int, tally: RowTally, on_rows: Callable[[], Non
     """Body of crawler process ``part``: the rows of its share that no earlier run finished."""
     ckpt = Checkpoint(output_dir, fingerprint, total, flush_rows=config.checkpoint_rows,
                       flush_s=config.checkpoint_s, part=part, attach=True)
-    asyncio.run(_crawl_rows(input_path, ckpt, config, part, parts, None, tally, on_rows))
+    asyncio.run(_crawl_rows(input_path, ckpt, config, part, parts, None, tally, on_rows, None))
 
 
 async def _crawl_rows(input_path: Path, ckpt: Checkpoint, config: CrawlConfig, part: int, parts: int,
-                      transport, tally: RowTally, on_rows: Callable[[], None]) -> None:
-    """Fetch and process this process's unfinished rows; every finished row goes to ``ckpt``."""
+                      transport, tally: RowTally, on_rows: Callable[[], None], stop: threading.Event | None) -> None:
+    """Fetch and process this process's unfinished rows; every finished row goes to ``ckpt``.
+    ``stop`` (set from another thread) ends it early with ``PartFailed``."""
     spec = config.image_spec()
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[InputRow | None] = asyncio.Queue(maxsize=config.concurrency * 2)
@@ -259,23 +265,35 @@ async def _crawl_rows(input_path: Path, ckpt: Checkpoint, config: CrawlConfig, p
             await asyncio.sleep(config.checkpoint_s)
             ckpt.flush()
 
+    async def all_rows(fetcher: Fetcher, pool) -> None:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(produce())
+            for _ in range(config.concurrency):
+                tg.create_task(work(fetcher, pool))
+
+    async def until_stopped(job: asyncio.Task) -> None:
+        """Wait for ``job``; cancel it if ``stop`` is set meanwhile (another process failed)."""
+        while not job.done():
+            if stop is not None and stop.is_set():
+                job.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await job
+                raise PartFailed("stopped: another crawler process failed")
+            await asyncio.wait({job}, timeout=0.2)
+        job.result()
+
     # Threads, not processes: decode, resize and encode release the GIL, and the source bytes stay put.
     pool = concurrent.futures.ThreadPoolExecutor(
         config.workers, thread_name_prefix="crawl-imaging", initializer=configure_worker
     )
+    ticker = asyncio.create_task(tick())
     try:
         async with Fetcher(config, UrlPolicy(config.allow_networks), transport) as fetcher:
-            ticker = asyncio.create_task(tick())
-            try:
-                async with asyncio.TaskGroup() as tg:
-                    tg.create_task(produce())
-                    for _ in range(config.concurrency):
-                        tg.create_task(work(fetcher, pool))
-            finally:
-                ticker.cancel()
+            await until_stopped(asyncio.create_task(all_rows(fetcher, pool)))
     finally:
+        ticker.cancel()
         pool.shutdown(wait=True, cancel_futures=True)
-    ckpt.flush()
+        ckpt.flush()  # rows finished before a failure or stop are kept
 
 
 _EMPTY_IMAGE_FIELDS = dict.fromkeys(

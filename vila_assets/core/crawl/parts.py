@@ -1,10 +1,10 @@
 """One crawl as several processes: which process takes which row, starting and stopping them, and
 their progress flowing back to the parent.
 
-Each process runs its own event loop and imaging threads over an interleaved share of the input
-(blocks of ``PART_BLOCK`` consecutive rows, dealt round-robin) and checkpoints into the shared
-``.checkpoint`` folder under its own chunk names, so nothing but small progress messages crosses a
-process boundary. A process dies with its parent (``PR_SET_PDEATHSIG`` on Linux, a watchdog thread
+Each process (the calling one runs part 0) has its own event loop and imaging threads over an
+interleaved share of the input (blocks of ``PART_BLOCK`` consecutive rows, dealt round-robin) and
+checkpoints into the shared ``.checkpoint`` folder under its own chunk names, so nothing but small
+progress messages crosses a process boundary. A process dies with its parent (``PR_SET_PDEATHSIG`` on Linux, a watchdog thread
 elsewhere): after a ``kill -9`` of the crawl no orphan keeps writing chunks into a folder a rerun uses.
 """
 
@@ -73,52 +73,92 @@ class RowTally:
         return RowTally(self.done, self.bytes, dict(self.counts), top)
 
 
-def run_parts(body: Callable, args: tuple, parts: int, tally: RowTally, on_rows: Callable[[], None]) -> None:
-    """Run ``body(part, parts, part_tally, on_rows, *args)`` in ``parts`` spawned processes and wait.
+class PartFailed(RuntimeError):
+    """Another crawler process failed; this one stopped early (its finished rows are checkpointed)."""
 
-    ``tally`` (which may already count resumed rows) accumulates what the processes finish; ``on_rows()``
-    is called whenever it changes. If one process fails, the others are stopped and ``RuntimeError``
-    carries its traceback; the checkpoint keeps every row flushed so far.
+
+def run_parts(
+    local_body: Callable[[RowTally, Callable[[], None], threading.Event], None],
+    child_body: Callable,
+    child_args: tuple,
+    parts: int,
+    tally: RowTally,
+    on_rows: Callable[[], None],
+) -> None:
+    """Crawl part 0 here with ``local_body(part_tally, on_rows, stop)`` and parts 1.. in spawned
+    processes with ``child_body(part, parts, part_tally, on_rows, *child_args)``; wait for all.
+
+    ``tally`` (which may already count resumed rows) accumulates what every part finishes; ``on_rows()``
+    is called whenever it changes. If a process fails, the others are stopped (``stop`` is set for the
+    local part) and ``RuntimeError`` carries its traceback; the checkpoint keeps every flushed row.
     """
     # spawn, not fork: the caller may be threaded (Dagster, a test web server).
     ctx = multiprocessing.get_context("spawn")
-    events = ctx.Queue()
+    events = ctx.Queue() if parts > 1 else None
     procs = [
-        ctx.Process(target=_child, args=(body, k, parts, args, events, os.getpid()), name=f"vila-crawl-{k}", daemon=True)
-        for k in range(parts)
+        ctx.Process(target=_child, args=(child_body, k, parts, child_args, events, os.getpid()),
+                    name=f"vila-crawl-{k}", daemon=True)
+        for k in range(1, parts)
     ]
     base = RowTally(tally.done, tally.bytes, dict(tally.counts), dict(tally.errors))
-    latest = [RowTally() for _ in range(parts)]
-    pending = set(range(parts))
-    try:
-        for p in procs:
-            p.start()
-        while pending:
+    own = RowTally()
+    latest = [own] + [RowTally() for _ in procs]
+    lock = threading.Lock()
+    stop = threading.Event()
+    failure: list[str] = []
+
+    def refresh() -> None:
+        with lock:
+            _combine(tally, base, latest)
+            on_rows()
+
+    def collect() -> None:
+        pending = set(range(1, parts))
+        while pending and not stop.is_set():
             try:
                 kind, k, payload = events.get(timeout=0.2)
             except queue.Empty:
                 for k in sorted(pending):
-                    code = procs[k].exitcode
+                    code = procs[k - 1].exitcode
                     if code is not None and code != 0:
-                        raise RuntimeError(f"crawler process {k} of {parts} died (exit code {code})") from None
+                        failure.append(f"crawler process {k} of {parts} died (exit code {code})")
+                        stop.set()
+                        return
                 continue
             if kind == "failed":
-                raise RuntimeError(f"crawler process {k} of {parts} failed:\n{payload}")
+                failure.append(f"crawler process {k} of {parts} failed:\n{payload}")
+                stop.set()
+                return
             latest[k] = payload
             if kind == "done":
                 pending.discard(k)
-            _combine(tally, base, latest)
-            on_rows()
+            refresh()
+
+    collector = threading.Thread(target=collect, name="crawl-parts", daemon=True)
+    try:
         for p in procs:
-            p.join()
+            p.start()
+        if procs:
+            collector.start()
+        try:
+            local_body(own, refresh, stop)
+        except PartFailed:
+            pass  # the reason is in ``failure``
+        if procs:
+            collector.join()
+        if failure:
+            raise RuntimeError(failure[0])
+        refresh()
     finally:
+        stop.set()
         for p in procs:
             if p.is_alive():
                 p.terminate()
         for p in procs:
             if p.pid is not None:
                 p.join(timeout=10)
-        events.close()
+        if events is not None:
+            events.close()
 
 
 def _combine(tally: RowTally, base: RowTally, latest: list[RowTally]) -> None:
