@@ -50,6 +50,7 @@ def build_parser(prog: str = "vila-assets crawl") -> argparse.ArgumentParser:
                    help="crawler processes, each with its own event loop and imaging threads (0 = one per usable CPU)")
     p.add_argument("--workers", type=int, default=_DEFAULTS.workers, help="imaging threads per process")
     p.add_argument("--http-backend", choices=("aiohttp", "httpx"), default=_DEFAULTS.http_backend)
+    p.add_argument("--event-loop", choices=("uvloop", "asyncio"), default=_DEFAULTS.event_loop)
     p.add_argument("--checkpoint-rows", type=int, default=_DEFAULTS.checkpoint_rows)
     p.add_argument("--checkpoint-seconds", type=float, default=_DEFAULTS.checkpoint_s)
     p.add_argument("--quiet", action="store_true", help="no progress output")
@@ -76,6 +77,7 @@ def config_from_args(args: argparse.Namespace) -> CrawlConfig:
         processes=args.processes,
         workers=args.workers,
         http_backend=args.http_backend,
+        event_loop=args.event_loop,
         checkpoint_rows=args.checkpoint_rows,
         checkpoint_s=args.checkpoint_seconds,
     )

@@ -35,6 +35,7 @@ class ImageCrawler(dg.ConfigurableResource):
     processes: int = _D.processes
     workers: int = _D.workers
     http_backend: str = _D.http_backend
+    event_loop: str = _D.event_loop
     checkpoint_rows: int = _D.checkpoint_rows
     checkpoint_s: float = _D.checkpoint_s
 

@@ -1,10 +1,11 @@
 """One crawl as several processes: which process takes which row, starting and stopping them, and
 their progress flowing back to the parent.
 
-Each process (the calling one runs part 0) has its own event loop and imaging threads over an
-interleaved share of the input (blocks of ``PART_BLOCK`` consecutive rows, dealt round-robin) and
-checkpoints into the shared ``.checkpoint`` folder under its own chunk names, so nothing but small
-progress messages crosses a process boundary. A process dies with its parent (``PR_SET_PDEATHSIG`` on Linux, a watchdog thread
+Each process (the calling one runs part 0) has its own event loop and imaging threads and takes the
+input in blocks of ``PART_BLOCK`` consecutive rows from a shared counter (``BlockDealer``): whoever is
+free takes the next block, so a process that started later or met slow hosts simply takes fewer. Every
+process reads the input itself and checkpoints into the shared ``.checkpoint`` folder under its own
+chunk names, so nothing but a counter and small progress messages cross a process boundary. A process dies with its parent (``PR_SET_PDEATHSIG`` on Linux, a watchdog thread
 elsewhere): after a ``kill -9`` of the crawl no orphan keeps writing chunks into a folder a rerun uses.
 """
 
@@ -30,9 +31,33 @@ PROGRESS_EVERY_S = 0.5
 MAX_ERROR_KINDS = 50  # distinct error strings a process reports back (the summary keeps the top 20)
 
 
-def part_of(index: int, parts: int) -> int:
-    """Which of ``parts`` processes crawls input row ``index``."""
-    return (index // PART_BLOCK) % parts
+class BlockDealer:
+    """Hands out blocks of ``PART_BLOCK`` consecutive input rows, each to exactly one process, in
+    increasing order. ``counter``: a ``multiprocessing.Value("q")`` shared by the processes, or None
+    for a crawl in one process."""
+
+    def __init__(self, counter=None) -> None:
+        self._counter = counter
+        self._next = 0
+
+    def claim(self) -> int:
+        if self._counter is None:
+            self._next += 1
+            return self._next - 1
+        with self._counter.get_lock():
+            block = self._counter.value
+            self._counter.value = block + 1
+        return block
+
+    def mine(self, rows):
+        """The rows of ``rows`` (an input-ordered iterator) that fall into blocks this process claims."""
+        block = self.claim()
+        for row in rows:
+            b = row.index // PART_BLOCK
+            while b > block:  # finished (or skipped past) our block: take the next free one
+                block = self.claim()
+            if b == block:
+                yield row
 
 
 def available_cpus() -> int:
@@ -78,15 +103,15 @@ class PartFailed(RuntimeError):
 
 
 def run_parts(
-    local_body: Callable[[RowTally, Callable[[], None], threading.Event], None],
+    local_body: Callable[[RowTally, Callable[[], None], threading.Event, BlockDealer], None],
     child_body: Callable,
     child_args: tuple,
     parts: int,
     tally: RowTally,
     on_rows: Callable[[], None],
 ) -> None:
-    """Crawl part 0 here with ``local_body(part_tally, on_rows, stop)`` and parts 1.. in spawned
-    processes with ``child_body(part, parts, part_tally, on_rows, *child_args)``; wait for all.
+    """Crawl part 0 here with ``local_body(part_tally, on_rows, stop, dealer)`` and parts 1.. in spawned
+    processes with ``child_body(part, part_tally, on_rows, dealer, *child_args)``; wait for all.
 
     ``tally`` (which may already count resumed rows) accumulates what every part finishes; ``on_rows()``
     is called whenever it changes. If a process fails, the others are stopped (``stop`` is set for the
@@ -95,8 +120,9 @@ def run_parts(
     # spawn, not fork: the caller may be threaded (Dagster, a test web server).
     ctx = multiprocessing.get_context("spawn")
     events = ctx.Queue() if parts > 1 else None
+    counter = ctx.Value("q", 0) if parts > 1 else None
     procs = [
-        ctx.Process(target=_child, args=(child_body, k, parts, child_args, events, os.getpid()),
+        ctx.Process(target=_child, args=(child_body, k, parts, child_args, events, counter, os.getpid()),
                     name=f"vila-crawl-{k}", daemon=True)
         for k in range(1, parts)
     ]
@@ -141,7 +167,7 @@ def run_parts(
         if procs:
             collector.start()
         try:
-            local_body(own, refresh, stop)
+            local_body(own, refresh, stop, BlockDealer(counter))
         except PartFailed:
             pass  # the reason is in ``failure``
         if procs:
@@ -173,7 +199,7 @@ def _combine(tally: RowTally, base: RowTally, latest: list[RowTally]) -> None:
             tally.errors[key] = tally.errors.get(key, 0) + n
 
 
-def _child(body: Callable, part: int, parts: int, args: tuple, events, parent_pid: int) -> None:
+def _child(body: Callable, part: int, parts: int, args: tuple, events, counter, parent_pid: int) -> None:
     _die_with_parent(parent_pid)
     tally = RowTally()
     last = [time.monotonic()]
@@ -185,7 +211,7 @@ def _child(body: Callable, part: int, parts: int, args: tuple, events, parent_pi
             events.put(("progress", part, tally.progress()))
 
     try:
-        body(part, parts, tally, on_rows, *args)
+        body(part, tally, on_rows, BlockDealer(counter), *args)
     except BaseException:  # noqa: BLE001 - reported to the parent, which raises
         events.put(("failed", part, traceback.format_exc()))
         events.close()

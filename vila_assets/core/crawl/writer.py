@@ -30,7 +30,7 @@ CHUNK_SCHEMA = pa.schema([pa.field("index", pa.int64(), nullable=False), *SAMPLE
 
 ROW_GROUP_ROWS = 512
 # JPEG bytes do not compress; everything else is small text that does. Fixed settings = fixed bytes.
-_COMPRESSION = {name: ("none" if name == "image" else "zstd") for name in CHUNK_SCHEMA.names}
+_COMPRESSION = {name: ("none" if name == "image" else "zstd") for name in SAMPLES_SCHEMA.names}
 
 
 def rows_to_table(rows: list[dict], schema: pa.Schema) -> pa.Table:
@@ -38,6 +38,10 @@ def rows_to_table(rows: list[dict], schema: pa.Schema) -> pa.Table:
 
 
 def open_writer(path, schema: pa.Schema) -> pq.ParquetWriter:
+    if schema is CHUNK_SCHEMA:
+        # Checkpoint chunks are read back once, by the assembly: no compression, dictionaries or
+        # statistics to compute (they cost more than the write itself).
+        return pq.ParquetWriter(path, schema, compression="none", use_dictionary=False, write_statistics=False)
     return pq.ParquetWriter(
         path,
         schema,
