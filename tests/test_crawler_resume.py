@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from vila_assets.core.crawl import CrawlConfig, crawl
 from vila_assets.sample_world.image_web import ImageWeb, fault_url, photo_url
@@ -34,15 +35,36 @@ def _urls(base: str, n: int) -> list[dict]:
     return rows
 
 
-def _cli(src: Path, out: Path) -> list[str]:
+def _cli(src: Path, out: Path, processes: int = 1) -> list[str]:
     return [sys.executable, "-m", "vila_assets.crawl_cli", str(src), str(out), "--allow-network", "127.0.0.0/8",
             "--checkpoint-rows", "5", "--checkpoint-seconds", "0.2", "--concurrency", "4", "--per-host", "4",
-            "--quiet"]
+            "--processes", str(processes), "--quiet"]
 
 
-def test_crawler_resumes_after_sigkill_with_byte_identical_output(tmp_path):
+def _children(pid: int) -> list[int]:
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")  # a zombie no longer runs (nobody may reap it in a container)
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_crawler_resumes_after_sigkill_with_byte_identical_output(tmp_path, processes):
     with ImageWeb(latency_s=0.02) as web:
-        rows = _urls(web.base_url, 120)
+        rows = _urls(web.base_url, 600)
         web.warm(r["url"] for r in rows)
         src = tmp_path / "urls.parquet"
         pq.write_table(pa.Table.from_pylist(rows), src)
@@ -51,17 +73,33 @@ def test_crawler_resumes_after_sigkill_with_byte_identical_output(tmp_path):
         subprocess.run(_cli(src, clean), check=True, cwd=ROOT, timeout=120)
 
         killed = tmp_path / "killed"
-        proc = subprocess.Popen(_cli(src, killed), cwd=ROOT)
-        ckpt = killed / ".checkpoint"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and len(list(ckpt.glob("chunk-*.parquet"))) < 3:
-            time.sleep(0.02)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-        assert proc.returncode == -signal.SIGKILL
-        assert not (killed / "samples.parquet").exists(), "killed too late to test resume"
+        for attempt in range(3):  # kill it several times, resuming each time
+            proc = subprocess.Popen(_cli(src, killed, processes), cwd=ROOT)
+            ckpt = killed / ".checkpoint"
+            before = len(list(ckpt.glob("chunk-*.parquet")))
+            deadline = time.monotonic() + 60
+            # With 2 processes, wait until the spawned one has written a chunk too (it is killed mid-work).
+            while time.monotonic() < deadline and (
+                len(list(ckpt.glob("chunk-*.parquet"))) < before + 3
+                or (processes == 2 and not list(ckpt.glob("chunk-001-*.parquet")))
+            ):
+                time.sleep(0.02)
+            kids = _children(proc.pid)
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+            assert proc.returncode == -signal.SIGKILL
+            assert not (killed / "samples.parquet").exists(), "killed too late to test resume"
+            if processes == 2:
+                # It must die with the parent, not finish its blocks (seconds of work left) into the folder
+                # the next run resumes from.
+                assert kids, "the second crawler process was not running"
+                deadline = time.monotonic() + 2
+                while time.monotonic() < deadline and any(_alive(k) for k in kids):
+                    time.sleep(0.05)
+                assert not any(_alive(k) for k in kids), "a crawler process outlived its killed parent"
 
-        summary = crawl(src, killed, CrawlConfig(allow_networks=("127.0.0.0/8",), concurrency=4, per_host=4))
+        summary = crawl(src, killed, CrawlConfig(allow_networks=("127.0.0.0/8",), concurrency=4, per_host=4,
+                                                 processes=processes))
 
     assert 0 < summary.resumed < len(rows)
     assert summary.total == len(rows)
