@@ -106,3 +106,22 @@ def test_near_duplicates_are_close_in_phash():
     a = process_image(web.near_dup_bytes(0), ImageSpec())["phash"]
     for v in (1, 2, 3):
         assert phash_distance(a, process_image(web.near_dup_bytes(v), ImageSpec())["phash"]) <= 6
+
+
+@pytest.mark.parametrize("factor", [1.2, 1.5, 1.9, 3.0])
+def test_shrink_sizes_and_antialiasing(factor):
+    """Every branch of the resize gives the short side asked for; between 4/3 and 2 (the pre-blurred
+    branch) 1-px stripes, the worst aliasing case, fade to grey instead of beating into moire."""
+    import cv2
+
+    from vila_assets.core.crawl.imaging import _shrink
+
+    stripes = np.zeros((600, 900, 3), np.uint8)
+    stripes[:, ::2] = 255
+    short = int(600 / factor)
+    out = _shrink(stripes, short)
+    assert out.shape[0] == short and abs(out.shape[1] - 900 * short / 600) <= 1
+    plain = cv2.resize(stripes, (out.shape[1], out.shape[0]), interpolation=cv2.INTER_LINEAR_EXACT)
+    if 4 / 3 < factor < 2:
+        assert out.std() < 0.5 * plain.std()
+    assert _shrink(stripes, 600) is stripes  # never upscaled, not even copied
