@@ -112,3 +112,15 @@ def test_assembly_names_missing_rows(tmp_path):
     with pytest.raises(RuntimeError, match=r"rows \[1, 2\] of 0\.\.3 are missing"):
         ckpt.assemble(tmp_path / "samples.parquet")
     assert not (tmp_path / "samples.parquet").exists()
+
+
+def test_error_reasons_stay_bounded_over_many_hosts():
+    from vila_assets.core.crawl.parts import MAX_TRACKED_ERRORS, OTHER_ERRORS
+
+    tally = RowTally()
+    for i in range(MAX_TRACKED_ERRORS + 500):
+        tally.add("failed_download", f"dns: cannot resolve host{i}.example", 0)
+    tally.add("failed_download", "dns: cannot resolve host0.example", 0)
+    assert len(tally.errors) == MAX_TRACKED_ERRORS + 1
+    assert tally.errors[OTHER_ERRORS] == 500 and tally.errors["dns: cannot resolve host0.example"] == 2
+    assert tally.done == MAX_TRACKED_ERRORS + 501 and len(tally.final().errors) == 50

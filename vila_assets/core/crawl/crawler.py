@@ -2,8 +2,9 @@
 
 One crawl runs as ``parts`` crawler processes (``parts.py``), each with its own event loop and imaging
 threads, taking blocks of input rows from a shared counter and writing checkpoint chunks into one
-folder; the calling process crawls too, then assembles samples.parquet. One process's event loop costs ~1-2 CPU-ms per URL under
-the GIL, so a single process stops scaling at a few hundred URLs/s whatever the core count.
+folder; the calling process crawls too, then assembles samples.parquet. One process's event loop costs
+~1-2 CPU-ms per URL under the GIL, so a single process stops scaling at a few hundred URLs/s whatever
+the core count.
 """
 
 from __future__ import annotations

@@ -29,6 +29,8 @@ from pathlib import Path
 PART_BLOCK = 64  # consecutive rows per deal: a process's chunks cover short runs of the input
 PROGRESS_EVERY_S = 0.5
 MAX_ERROR_KINDS = 50  # distinct error strings a process reports back (the summary keeps the top 20)
+MAX_TRACKED_ERRORS = 10_000  # distinct error strings counted per process ("dns: cannot resolve <host>" ...)
+OTHER_ERRORS = "(other errors)"
 
 
 class BlockDealer:
@@ -87,6 +89,8 @@ class RowTally:
         self.bytes += nbytes
         self.counts[status] = self.counts.get(status, 0) + 1
         if error:
+            if error not in self.errors and len(self.errors) >= MAX_TRACKED_ERRORS:
+                error = OTHER_ERRORS  # bounded memory over millions of hosts
             self.errors[error] = self.errors.get(error, 0) + 1
 
     def progress(self) -> RowTally:
@@ -133,9 +137,9 @@ def run_parts(
     stop = threading.Event()
     failure: list[str] = []
 
-    def refresh() -> None:
+    def refresh(final: bool = False) -> None:
         with lock:
-            _combine(tally, base, latest)
+            _combine(tally, base, latest, with_errors=final)
             on_rows()
 
     def collect() -> None:
@@ -174,9 +178,11 @@ def run_parts(
             collector.join()
         if failure:
             raise RuntimeError(failure[0])
-        refresh()
+        refresh(final=True)
     finally:
         stop.set()
+        if collector.is_alive():
+            collector.join(timeout=5)
         for p in procs:
             if p.is_alive():
                 p.terminate()
@@ -187,16 +193,19 @@ def run_parts(
             events.close()
 
 
-def _combine(tally: RowTally, base: RowTally, latest: list[RowTally]) -> None:
+def _combine(tally: RowTally, base: RowTally, latest: list[RowTally], with_errors: bool) -> None:
+    """``tally`` = ``base`` + every part's latest; the error reasons (possibly many) only when asked."""
     tally.done = base.done + sum(t.done for t in latest)
     tally.bytes = base.bytes + sum(t.bytes for t in latest)
     tally.counts = dict(base.counts)
-    tally.errors = dict(base.errors)
     for t in latest:
         for key, n in t.counts.items():
             tally.counts[key] = tally.counts.get(key, 0) + n
-        for key, n in t.errors.items():
-            tally.errors[key] = tally.errors.get(key, 0) + n
+    if with_errors:
+        tally.errors = dict(base.errors)
+        for t in latest:
+            for key, n in t.errors.items():
+                tally.errors[key] = tally.errors.get(key, 0) + n
 
 
 def _child(body: Callable, part: int, parts: int, args: tuple, events, counter, parent_pid: int) -> None:
