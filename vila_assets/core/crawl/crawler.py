@@ -130,8 +130,8 @@ class _DefaultProgress:
             self._shown = done
             return
         now = time.monotonic()
-        if now - self._last >= self.every_s or done == total:
-            self._last = now
+        if now - self._last >= self.every_s or (done == total and self._shown != total):
+            self._last, self._shown = now, done
             log.info("crawl: %d/%d done %s", done, total, dict(sorted(counts.items())))
 
     def close(self) -> None:
