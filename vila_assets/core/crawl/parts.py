@@ -144,6 +144,7 @@ def run_parts(
 
     def collect() -> None:
         pending = set(range(1, parts))
+        exited_at: dict[int, float] = {}
         while pending and not stop.is_set():
             try:
                 kind, k, payload = events.get(timeout=0.2)
@@ -152,6 +153,11 @@ def run_parts(
                     code = procs[k - 1].exitcode
                     if code is not None and code != 0:
                         failure.append(f"crawler process {k} of {parts} died (exit code {code})")
+                        stop.set()
+                        return
+                    # Exited cleanly: its last message is flushed before exit, so give it a moment.
+                    if code == 0 and time.monotonic() - exited_at.setdefault(k, time.monotonic()) > 5:
+                        failure.append(f"crawler process {k} of {parts} exited without reporting its rows")
                         stop.set()
                         return
                 continue
