@@ -47,7 +47,7 @@ def main() -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     shard = out_dir / f"synthetic-{args.rows}.parquet"
     if not shard.exists():
-        from vila_assets.core.coyo import write_synthetic_shard
+        from vila_assets.sample_world.generators import write_synthetic_shard
 
         t = time.perf_counter()
         write_synthetic_shard(shard, args.rows)

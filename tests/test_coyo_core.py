@@ -19,11 +19,11 @@ from vila_assets.core.coyo_rescore import (
     duplicate_rates,
     rescore_shard,
     spearman,
-    write_pickled_list,
 )
 from vila_assets.core.coyo_split import ShardOutput, check_split_dir, split_shards
 from vila_assets.core.crawl.writer import SAMPLES_SCHEMA, write_table
-from vila_assets.core.vila_format import decode_base64_image, loader_shards
+from vila_assets.core.vila_format import decode_base64_image, loader_shards, write_pickled_list
+from vila_assets.sample_world.generators import write_synthetic_shard
 from vila_assets.sample_world.images import encode, render_photo
 from vila_assets.sample_world.sources import SourceContext
 from vila_assets.sample_world.sources import coyo as coyo_source
@@ -136,7 +136,7 @@ def test_oversample_preselects_more_rows_in_the_same_order(tmp_path, sample_shar
 
 
 def test_bounded_memory_selection_on_a_larger_synthetic_shard(tmp_path):
-    shard = coyo.write_synthetic_shard(tmp_path / "syn.parquet", 60_000, seed=3, chunk_rows=20_000)
+    shard = write_synthetic_shard(tmp_path / "syn.parquet", 60_000, seed=3, chunk_rows=20_000)
     out = tmp_path / "sel.parquet"
     s = coyo.select_top(shard, out, coyo.SelectionConfig(bucket_rows=2_500))
     assert s.selected == 12_000
@@ -225,14 +225,17 @@ def test_rescore_drops_below_threshold_and_reranks_an_oversample(tmp_path, sampl
     assert decode_base64_image(records[0]["image"]).mode == "RGB"
 
 
-def test_streamed_pickle_is_a_plain_list_and_deterministic(tmp_path):
+def test_shard_pickle_is_vila_formats_streamed_protocol_3_list(tmp_path, sample_shards):
+    """The per-shard pickle comes from vila_format's one writer: a plain list, loadable, deterministic."""
     recs = [{"id": i, "url": f"u{i}", "text": "t" * (i % 7), "clip_sim": i / 3, "image": "QUJD"} for i in range(2_345)]
-    n = write_pickled_list(tmp_path / "a.pkl", iter(recs), appends_per_batch=100)
-    write_pickled_list(tmp_path / "b.pkl", iter(recs), appends_per_batch=100)
+    n = write_pickled_list(tmp_path / "a.pkl", iter(recs))  # 2,345 records: three APPENDS batches
+    write_pickled_list(tmp_path / "b.pkl", iter(recs))
     assert n == len(recs)
+    data = (tmp_path / "a.pkl").read_bytes()
+    assert data[:2] == b"\x80\x03"  # protocol 3, no framing
     with open(tmp_path / "a.pkl", "rb") as fh:
         assert pickle.load(fh) == recs
-    assert (tmp_path / "a.pkl").read_bytes() == (tmp_path / "b.pkl").read_bytes()
+    assert data == (tmp_path / "b.pkl").read_bytes()
     write_pickled_list(tmp_path / "empty.pkl", iter([]))
     with open(tmp_path / "empty.pkl", "rb") as fh:
         assert pickle.load(fh) == []

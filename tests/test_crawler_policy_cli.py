@@ -27,8 +27,14 @@ def test_policy_blocks_non_public_addresses(address, why):
 
 
 def test_policy_allows_public_and_allow_listed_addresses():
-    UrlPolicy().check_address(ipaddress.ip_address("93.184.216.34"))
-    UrlPolicy(("10.0.0.0/8",)).check_address(ipaddress.ip_address("10.9.9.9"))
+    public, private = "93.184.216.34", "10.9.9.9"
+    assert asyncio.run(UrlPolicy().vet(f"http://{public}/a.jpg")).address == ipaddress.ip_address(public)
+    with pytest.raises(Blocked, match="private"):
+        asyncio.run(UrlPolicy().vet(f"http://{private}/a.jpg"))
+    allowing = UrlPolicy(("10.0.0.0/8",))
+    assert asyncio.run(allowing.vet(f"http://{private}/a.jpg")).address == ipaddress.ip_address(private)
+    with pytest.raises(Blocked, match="private"):  # the allow list opens that network only
+        allowing.check_address(ipaddress.ip_address("192.168.0.1"))
 
 
 @pytest.mark.parametrize("url", ["ftp://example.com/a.jpg", "file:///etc/passwd", "data:image/png;base64,AA", "gopher://x/"])

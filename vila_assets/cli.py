@@ -38,7 +38,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     _dagster_home(args.dagster_home)
     instance_setup()
-    summary = run_demo(args.data_root, scale=args.scale, seed=args.seed, families=args.family or None)
+    summary = run_demo(args.data_root, scale=args.scale, seed=args.seed, groups=args.group or None)
     print(summary.render())
     return 0 if summary.success else 1
 
@@ -50,17 +50,17 @@ def cmd_crawl(argv: list[str]) -> int:
 
 
 def cmd_world(args: argparse.Namespace) -> int:
-    """Serve the sample world in the foreground (for ``dagster dev``); writes an env file to source."""
+    """Serve the sample world in the foreground (for ``dagster dev``); the ``sample_world`` profile finds
+    it through ``<data root>/sample_world/world.json``."""
+    from vila_assets.profiles import data_root_at
     from vila_assets.sample_world.world import SampleWorld
 
     data_root = Path(args.data_root).resolve()
     world = SampleWorld(data_root / "sample_world", seed=args.seed, scale=args.scale).start()
-    env = {**world.env(), "VILA_DATA_ROOT": str(data_root)}
-    env_file = data_root / "sample_world" / "world.env"
-    env_file.write_text("".join(f"export {k}={v}\n" for k, v in sorted(env.items())))
+    info_file = world.info().save(data_root_at(str(data_root)))
     (data_root / "sample_world" / "world.pid").write_text(str(os.getpid()))
-    print(f"sample world up: hub {world.endpoint}, images {world.image_base}")
-    print(f"in another shell: source {env_file} && dagster dev -h 127.0.0.1 -p 3000")
+    print(f"sample world up: hub {world.endpoint}, images {world.image_base} ({info_file})")
+    print(f"in another shell: make dev PROFILE=sample_world   (VILA_PROFILE=sample_world VILA_DATA_ROOT={data_root})")
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     try:
@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--dagster-home", default=None)
     d.add_argument("--scale", choices=("test", "demo"), default="demo")
     d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--family", action="append", help="limit to these families (repeatable)")
+    d.add_argument("--group", action="append", help="limit to these asset groups (repeatable)")
     d.set_defaults(func=cmd_demo)
 
     sub.add_parser("crawl", help="crawl image URLs (see `vila-assets crawl --help`)", add_help=False)

@@ -1,25 +1,43 @@
-"""The one ``Definitions`` of vila_assets: every dataset family, the shared resources, and the explicit
-automation sensor (Dagster's default one is STOPPED in open source, so the SFT mixture would never
-rebuild on its own)."""
+"""The one ``Definitions`` of vila_assets: every dataset family, the resources of one deployment profile,
+and the explicit automation sensor (Dagster's default one is STOPPED in open source, so the SFT mixture
+would never rebuild on its own).
+
+Two settings, read here and nowhere else:
+
+- ``VILA_PROFILE``: ``production`` (default) or ``sample_world`` (``vila_assets.profiles``);
+- ``VILA_DATA_ROOT``: the data root, a local path (default ``./data``) or an fsspec URL.
+
+Families are discovered: every package under ``vila_assets.assets`` (not starting with ``_``) that
+exposes ``defs`` (see ``docs/architecture.md``, "Adding a family").
+"""
 
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 
 import dagster as dg
 
 import vila_assets.assets as assets_pkg
-from vila_assets.resources.config import default_resources
+from vila_assets.profiles import Profile, load_profile
+
+PROFILE_SETTING = "VILA_PROFILE"
+DATA_ROOT_SETTING = "VILA_DATA_ROOT"
 
 
 def family_modules() -> list:
-    """Every dataset family module under ``vila_assets.assets``, in name order."""
+    """Every dataset family package under ``vila_assets.assets``, in name order."""
     return [
         importlib.import_module(f"{assets_pkg.__name__}.{info.name}")
         for info in sorted(pkgutil.iter_modules(assets_pkg.__path__), key=lambda i: i.name)
         if not info.name.startswith("_")
     ]
+
+
+def family_definitions() -> dg.Definitions:
+    """Every family's assets, checks and sensors, without resources."""
+    return dg.Definitions.merge(*(m.defs for m in family_modules()))
 
 
 def _automated_assets(defs: dg.Definitions) -> list[dg.AssetKey]:
@@ -30,10 +48,13 @@ def _automated_assets(defs: dg.Definitions) -> list[dg.AssetKey]:
     return keys
 
 
-def build_definitions() -> dg.Definitions:
-    families = dg.Definitions.merge(*(m.defs for m in family_modules()))
-    automated = _automated_assets(families)
+def build_definitions(profile: Profile | None = None) -> dg.Definitions:
+    """The code location for ``profile`` (default: the one the settings name)."""
+    if profile is None:
+        profile = load_profile(os.environ.get(PROFILE_SETTING), os.environ.get(DATA_ROOT_SETTING))
+    families = family_definitions()
     sensors = []
+    automated = _automated_assets(families)
     if automated:
         sensors.append(
             dg.AutomationConditionSensorDefinition(
@@ -44,7 +65,7 @@ def build_definitions() -> dg.Definitions:
                 description="Evaluates the automation conditions of fan-in assets (the SFT mixture).",
             )
         )
-    return dg.Definitions.merge(families, dg.Definitions(resources=default_resources(), sensors=sensors))
+    return dg.Definitions.merge(families, dg.Definitions(resources=profile.resources, sensors=sensors))
 
 
 defs = build_definitions()

@@ -234,18 +234,8 @@ def select_top(
     """
     where = name or str(path)
     lf = pl.scan_parquet(path)
-    reasons = _validity_exprs()
     passing_expr = _candidates(config.min_score)
-
-    counts = lf.select(
-        pl.len().alias("rows"),
-        *(e.sum().alias(r) for r, e in reasons.items() if not r.startswith("_")),
-        passing_expr.sum().alias("passing"),
-    ).collect(engine="streaming")
-    row = counts.row(0, named=True)
-    n, passing = int(row.pop("rows")), int(row.pop("passing") or 0)
-    invalid = {r: int(v or 0) for r, v in row.items() if v}
-
+    n, passing, invalid = _count_rows(lf, passing_expr)
     wanted = config.wanted(n)
     floor = _floor_for_top(lf, passing_expr, wanted)
     cand = (
@@ -258,39 +248,53 @@ def select_top(
     _raise_on_duplicate_ids(sel_ids, where)
     cut = float(sel_scores[-1]) if len(sel_scores) else None
     summary = SelectionSummary(
-        rows=n,
-        invalid=invalid,
-        passing=passing,
-        target=config.target(n),
-        wanted=wanted,
-        selected=len(sel_ids),
-        cut=cut,
-        ties_at_cut=ties_at_cut,
-        ties_kept=int((sel_scores == cut).sum()) if cut is not None else 0,
-        passes=3,
-        max_rows_held=0,
-        min_score=config.min_score,
-        fraction=config.fraction,
+        rows=n, invalid=invalid, passing=passing, target=config.target(n), wanted=wanted, selected=len(sel_ids),
+        cut=cut, ties_at_cut=ties_at_cut, ties_kept=int((sel_scores == cut).sum()) if cut is not None else 0,
+        passes=3, max_rows_held=0, min_score=config.min_score, fraction=config.fraction,
         oversample=config.oversample,
     )
-    if summary.selected < summary.wanted:
-        summary.warnings.append(
-            f"{where}: only {passing} of {n} rows ({summary.pass_rate:.1%}) pass clip_sim > {config.min_score}; "
-            f"selected all of them, {summary.wanted - summary.selected} short of {summary.wanted}"
-        )
-    for reason, k in invalid.items():
-        summary.warnings.append(f"{where}: {k} row(s) not ranked: {reason}")
+    summary.warnings += _selection_warnings(summary, where)
+    _write_in_rank_order(lf, passing_expr, sel_ids, sel_scores, out_path, config.bucket_rows, summary, where)
+    return summary
 
+
+def _count_rows(lf: pl.LazyFrame, passing_expr: pl.Expr) -> tuple[int, int, dict[str, int]]:
+    """Pass 1: (rows, rows above the gate, {reason: rows that cannot be ranked})."""
+    reasons = _validity_exprs()
+    counts = lf.select(
+        pl.len().alias("rows"),
+        *(e.sum().alias(r) for r, e in reasons.items() if not r.startswith("_")),
+        passing_expr.sum().alias("passing"),
+    ).collect(engine="streaming")
+    row = counts.row(0, named=True)
+    n, passing = int(row.pop("rows")), int(row.pop("passing") or 0)
+    return n, passing, {r: int(v or 0) for r, v in row.items() if v}
+
+
+def _selection_warnings(summary: SelectionSummary, where: str) -> list[str]:
+    out = []
+    if summary.selected < summary.wanted:
+        out.append(
+            f"{where}: only {summary.passing} of {summary.rows} rows ({summary.pass_rate:.1%}) pass clip_sim > "
+            f"{summary.min_score}; selected all of them, {summary.wanted - summary.selected} short of {summary.wanted}"
+        )
+    out += [f"{where}: {k} row(s) not ranked: {reason}" for reason, k in summary.invalid.items()]
+    return out
+
+
+def _write_in_rank_order(lf: pl.LazyFrame, passing_expr: pl.Expr, sel_ids: np.ndarray, sel_scores: np.ndarray,
+                         out_path: str | os.PathLike[str], bucket_rows: int, summary: SelectionSummary,
+                         where: str) -> None:
+    """The last passes: full rows, one rank bucket of ``bucket_rows`` at a time (counted in ``summary``)."""
     with atomic_path(out_path) as tmp, pq.ParquetWriter(tmp, SELECTION_SCHEMA, compression="zstd") as writer:
-        for lo in range(0, len(sel_ids), config.bucket_rows):
-            bucket_ids = sel_ids[lo : lo + config.bucket_rows]
-            table = _bucket_table(lf, passing_expr, bucket_ids, sel_scores[lo : lo + config.bucket_rows], lo, where)
+        for lo in range(0, len(sel_ids), bucket_rows):
+            table = _bucket_table(lf, passing_expr, sel_ids[lo : lo + bucket_rows],
+                                  sel_scores[lo : lo + bucket_rows], lo, where)
             summary.passes += 1
             summary.max_rows_held = max(summary.max_rows_held, table.num_rows)
             writer.write_table(table)
         if not len(sel_ids):
             writer.write_table(SELECTION_SCHEMA.empty_table())
-    return summary
 
 
 # Histogram resolution for the pre-cut: sums live in [-2, 2]; 1/4096 bins keep the top bin's excess small.
@@ -476,38 +480,3 @@ def split_crawl_samples(batch_samples: str | os.PathLike[str], counts: dict[str,
                 writer.write_table(take.set_column(0, SAMPLES_SCHEMA.field("key"), pa.array([k[len(prefix):] for k in keys], pa.string())))
             if counts[shard] == 0:
                 writer.write_table(SAMPLES_SCHEMA.empty_table())
-
-
-def write_synthetic_shard(path: str | os.PathLike[str], rows: int, seed: int = 0, chunk_rows: int = 500_000) -> Path:
-    """A COYO-schema shard of ``rows`` random rows, written in chunks (bench and memory tests).
-
-    Scores are rounded to 3 decimals, so there are many ties; about a quarter of rows pass the 0.6 gate,
-    like the real data (column means 0.291 / 0.255).
-    """
-    rng = np.random.default_rng(seed)
-    with atomic_path(path) as tmp, pq.ParquetWriter(tmp, COYO_SCHEMA, compression="snappy") as writer:
-        for start in range(0, rows, chunk_rows):
-            m = min(chunk_rows, rows - start)
-            ids = (np.arange(start, start + m, dtype=np.int64) * 7919 + seed) % 10**13
-            words = rng.integers(3, 20, m)
-            cols = {
-                "id": ids,
-                "url": [f"https://img{int(i) % 97}.example.com/{int(i):013d}.jpg" for i in ids],
-                "text": [f"picture number {int(i)} of a thing" for i in ids],
-                "width": rng.integers(200, 2000, m).astype(np.int32),
-                "height": rng.integers(200, 2000, m).astype(np.int32),
-                "image_phash": [f"{int(x):016x}" for x in rng.integers(0, 2**63, m)],
-                "text_length": (words * 6).astype(np.int32),
-                "word_count": words.astype(np.int32),
-                "num_tokens_bert": (words + 2).astype(np.int32),
-                "num_tokens_gpt": (words + 1).astype(np.int32),
-                "num_faces": rng.integers(0, 3, m).astype(np.int32),
-                "clip_similarity_vitb32": rng.normal(0.301, 0.05, m).round(3).astype(np.float32),
-                "clip_similarity_vitl14": rng.normal(0.265, 0.05, m).round(3).astype(np.float32),
-                "nsfw_score_opennsfw2": rng.random(m).astype(np.float32) * 0.1,
-                "nsfw_score_gantman": rng.random(m).astype(np.float32) * 0.1,
-                "watermark_score": rng.random(m).astype(np.float32) * 0.3,
-                "aesthetic_score_laion_v2": rng.normal(4.8, 0.6, m).astype(np.float32),
-            }
-            writer.write_table(pa.table(cols, schema=COYO_SCHEMA), row_group_size=128_000)
-    return Path(path)

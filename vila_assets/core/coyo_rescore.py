@@ -11,11 +11,10 @@ hold one row per selected row in the same order, so they are read in lockstep, `
 
 from __future__ import annotations
 
-import io
 import math
 import os
-import pickle
-from collections.abc import Callable, Iterable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -23,8 +22,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from vila_assets.core.atomic import atomic_open, atomic_path
-from vila_assets.core.vila_format import jpeg_to_base64
+from vila_assets.core.atomic import atomic_path
+from vila_assets.core.vila_format import jpeg_to_base64, write_pickled_list
 
 ScoreFn = Callable[[list[bytes], list[str]], np.ndarray]
 
@@ -55,7 +54,6 @@ MANIFEST_SCHEMA = pa.schema(
         pa.field("drop_reason", pa.string()),
     ]
 )
-
 
 
 @dataclass(frozen=True)
@@ -198,33 +196,6 @@ def duplicate_rates(sha256s: list[str | None], phashes: list[str | None], max_di
 # -------------------------------------------------------------------------------------------- outputs
 
 
-def write_pickled_list(path: str | os.PathLike[str], records: Iterable[dict], appends_per_batch: int = 1000) -> int:
-    """Write ``records`` as one pickled ``list`` without holding them all: ``pickle.load`` returns the list.
-
-    The stream is what ``pickle.dump(list)`` emits in protocol 3 (``]`` then batches of ``( ... e``), with
-    each element pickled on its own; every element's memo entries are self-contained, so the elements
-    never refer to one another. Returns the number of records. Deterministic bytes for the same records.
-    """
-    n = 0
-    with atomic_open(path, "wb") as fh:
-        fh.write(pickle.PROTO + bytes([3]) + pickle.EMPTY_LIST)
-        open_batch = False
-        for rec in records:
-            if not open_batch:
-                fh.write(pickle.MARK)
-                open_batch = True
-            body = pickle.dumps(rec, protocol=3)
-            fh.write(body[2:-1])  # strip PROTO 3 and STOP
-            n += 1
-            if n % appends_per_batch == 0:
-                fh.write(pickle.APPENDS)
-                open_batch = False
-        if open_batch:
-            fh.write(pickle.APPENDS)
-        fh.write(pickle.STOP)
-    return n
-
-
 def iter_kept_records(
     manifest_path: str | os.PathLike[str], samples_path: str | os.PathLike[str], batch_rows: int = 256
 ) -> Iterator[dict]:
@@ -257,20 +228,54 @@ def rescore_shard(
     Two lockstep passes over selection + samples: the first scores (holding one float per row), the second
     writes the manifest. Then the pickle streams from manifest + samples.
     """
+    scores = score_pass(selection_path, samples_path, score_fn, config.batch_rows)
+    decision = decide(scores, config)
+    kept_sha, kept_phash = write_manifest(selection_path, samples_path, scores, decision, manifest_path,
+                                          config.batch_rows)
+    if pickle_path is not None:
+        written = write_pickled_list(pickle_path, iter_kept_records(manifest_path, samples_path, config.batch_rows))
+        if written != decision.kept_count:
+            raise LockstepError(f"{pickle_path}: wrote {written} records, the manifest keeps {decision.kept_count}")
+    return summarize(scores, decision, config, kept_sha, kept_phash)
+
+
+@dataclass
+class PairScores:
+    """Pass 1's result, one entry per selected row in rank order."""
+
+    fresh: np.ndarray  # float32 fresh score; NaN where not scored
+    meta_sum: np.ndarray  # metadata vitb32 + vitl14
+    meta_b32: np.ndarray
+    status: list[str]  # crawl status
+    has_text: np.ndarray
+
+    @property
+    def selected(self) -> int:
+        return len(self.status)
+
+    @property
+    def ok(self) -> np.ndarray:
+        return np.array([s == "ok" for s in self.status], dtype=bool)
+
+    @property
+    def scored(self) -> np.ndarray:
+        return ~np.isnan(self.fresh)
+
+
+def score_pass(selection_path: str | os.PathLike[str], samples_path: str | os.PathLike[str], score_fn: ScoreFn,
+               batch_rows: int = 256) -> PairScores:
+    """Pass 1: the fresh score of every downloaded pair with a caption, ``batch_rows`` pairs at a time."""
     m = pq.ParquetFile(selection_path).metadata.num_rows
-    fresh = np.full(m, np.nan, dtype=np.float32)
-    meta_sum = np.zeros(m, dtype=np.float64)
-    meta_b32 = np.zeros(m, dtype=np.float64)
-    status: list[str] = []
-    has_text = np.zeros(m, dtype=bool)
+    out = PairScores(np.full(m, np.nan, dtype=np.float32), np.zeros(m, dtype=np.float64),
+                     np.zeros(m, dtype=np.float64), [], np.zeros(m, dtype=bool))
     i = 0
-    for batch in iter_lockstep(selection_path, samples_path, ["key", "status", "image"], config.batch_rows):
+    for batch in iter_lockstep(selection_path, samples_path, ["key", "status", "image"], batch_rows):
         idx, images, texts = [], [], []
         for sel, smp in batch:
-            status.append(smp["status"])
-            meta_sum[i], meta_b32[i] = sel["clip_sim"], sel["clip_similarity_vitb32"]
-            has_text[i] = bool(sel["caption"] and sel["caption"].strip())
-            if smp["status"] == "ok" and has_text[i] and smp["image"]:
+            out.status.append(smp["status"])
+            out.meta_sum[i], out.meta_b32[i] = sel["clip_sim"], sel["clip_similarity_vitb32"]
+            out.has_text[i] = bool(sel["caption"] and sel["caption"].strip())
+            if smp["status"] == "ok" and out.has_text[i] and smp["image"]:
                 idx.append(i)
                 images.append(smp["image"])
                 texts.append(sel["caption"])
@@ -279,26 +284,39 @@ def rescore_shard(
             scores = np.asarray(score_fn(images, texts), dtype=np.float32)
             if scores.shape != (len(idx),):
                 raise ValueError(f"scorer returned shape {scores.shape} for {len(idx)} pairs")
-            fresh[idx] = scores
+            out.fresh[idx] = scores
+    return out
 
-    ok = np.array([s == "ok" for s in status], dtype=bool)
-    scored = ~np.isnan(fresh)
+
+@dataclass
+class KeepDecision:
+    passing: np.ndarray  # scored and at or above the threshold
+    beyond: np.ndarray  # passing, but past the target after re-ranking by fresh score
+    kept: np.ndarray
+    reasons: list[str | None]  # None: kept
+
+    @property
+    def kept_count(self) -> int:
+        return int(self.kept.sum())
+
+
+def decide(scores: PairScores, config: RescoreConfig) -> KeepDecision:
+    """Keep/drop per row, with the first reason that applies to a dropped one."""
+    fresh, scored, ok = scores.fresh, scores.scored, scores.ok
     passing = scored & (fresh >= config.min_fresh_score)
-    kept = passing.copy()
-    beyond = np.zeros(m, dtype=bool)
+    beyond = np.zeros(scores.selected, dtype=bool)
     if config.target is not None and passing.sum() > config.target:
         cand = np.flatnonzero(passing)
         order = cand[np.lexsort((cand, -fresh[cand]))]  # fresh score desc, then selection rank
         beyond[order[config.target :]] = True
-        kept &= ~beyond
-
+    kept = passing & ~beyond
     reasons: list[str | None] = []
-    for j in range(m):
+    for j in range(scores.selected):
         if kept[j]:
             reasons.append(None)
         elif not ok[j]:
-            reasons.append(DROP_CRAWL.format(status=status[j]))
-        elif not has_text[j]:
+            reasons.append(DROP_CRAWL.format(status=scores.status[j]))
+        elif not scores.has_text[j]:
             reasons.append(DROP_NO_TEXT)
         elif not scored[j]:
             reasons.append(DROP_UNSCORABLE)
@@ -306,118 +324,67 @@ def rescore_shard(
             reasons.append(DROP_BEYOND_TARGET)
         else:
             reasons.append(DROP_BELOW)
+    return KeepDecision(passing, beyond, kept, reasons)
 
+
+_MANIFEST_SAMPLE_COLUMNS = ["key", "status", "error", "http_status", "width", "height", "sha256", "phash"]
+
+
+def _manifest_row(sel: dict, smp: dict, fresh: float, kept: bool, reason: str | None) -> dict:
+    return {
+        "rank": sel["rank"], "id": sel["id"], "url": sel["url"], "text": sel["caption"],
+        "clip_sim": sel["clip_sim"], "clip_similarity_vitb32": sel["clip_similarity_vitb32"],
+        "crawl_status": smp["status"], "crawl_error": smp["error"], "http_status": smp["http_status"],
+        "width": smp["width"], "height": smp["height"], "sha256": smp["sha256"], "phash": smp["phash"],
+        "fresh_clip_sim": None if np.isnan(fresh) else float(fresh), "kept": kept, "drop_reason": reason,
+    }
+
+
+def write_manifest(selection_path: str | os.PathLike[str], samples_path: str | os.PathLike[str],
+                   scores: PairScores, decision: KeepDecision, manifest_path: str | os.PathLike[str],
+                   batch_rows: int = 256) -> tuple[list[str | None], list[str | None]]:
+    """Pass 2: one manifest row per selected row; returns the kept images' (sha256s, pHashes)."""
     sha, ph = [], []
     with atomic_path(manifest_path) as tmp, pq.ParquetWriter(tmp, MANIFEST_SCHEMA, compression="zstd") as writer:
         j = 0
-        cols = ["key", "status", "error", "http_status", "width", "height", "sha256", "phash"]
-        for batch in iter_lockstep(selection_path, samples_path, cols, config.batch_rows):
+        for batch in iter_lockstep(selection_path, samples_path, _MANIFEST_SAMPLE_COLUMNS, batch_rows):
             rows = []
             for sel, smp in batch:
-                rows.append(
-                    {
-                        "rank": sel["rank"],
-                        "id": sel["id"],
-                        "url": sel["url"],
-                        "text": sel["caption"],
-                        "clip_sim": sel["clip_sim"],
-                        "clip_similarity_vitb32": sel["clip_similarity_vitb32"],
-                        "crawl_status": smp["status"],
-                        "crawl_error": smp["error"],
-                        "http_status": smp["http_status"],
-                        "width": smp["width"],
-                        "height": smp["height"],
-                        "sha256": smp["sha256"],
-                        "phash": smp["phash"],
-                        "fresh_clip_sim": None if np.isnan(fresh[j]) else float(fresh[j]),
-                        "kept": bool(kept[j]),
-                        "drop_reason": reasons[j],
-                    }
-                )
-                if kept[j]:
+                kept = bool(decision.kept[j])
+                rows.append(_manifest_row(sel, smp, scores.fresh[j], kept, decision.reasons[j]))
+                if kept:
                     sha.append(smp["sha256"])
                     ph.append(smp["phash"])
                 j += 1
             writer.write_table(pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA))
-        if m == 0:
+        if scores.selected == 0:
             writer.write_table(MANIFEST_SCHEMA.empty_table())
+    return sha, ph
 
-    if pickle_path is not None:
-        written = write_pickled_list(pickle_path, iter_kept_records(manifest_path, samples_path, config.batch_rows))
-        assert written == int(kept.sum()), (written, int(kept.sum()))
 
-    crawl_counts: dict[str, int] = {}
-    for s in status:
-        crawl_counts[s] = crawl_counts.get(s, 0) + 1
-    dropped: dict[str, int] = {}
-    for r in reasons:
-        if r is not None:
-            dropped[r] = dropped.get(r, 0) + 1
+def summarize(scores: PairScores, decision: KeepDecision, config: RescoreConfig,
+              kept_sha: list[str | None], kept_phash: list[str | None]) -> RescoreSummary:
+    """The shard's figures: counts, drop reasons, agreement with the metadata scores, duplicate rates."""
+    m, scored, fresh = scores.selected, scores.scored, scores.fresh
     agreement = None
     if scored.any():
         vila_target = config.vila_target if config.vila_target is not None else m
         meta_pass = np.arange(m) < vila_target
-        agreement = float((meta_pass[scored] == passing[scored]).mean())
-    exact, near = duplicate_rates(sha, ph)
+        agreement = float((meta_pass[scored] == decision.passing[scored]).mean())
+    exact, near = duplicate_rates(kept_sha, kept_phash)
     return RescoreSummary(
         selected=m,
-        crawl_counts=dict(sorted(crawl_counts.items())),
+        crawl_counts=dict(sorted(Counter(scores.status).items())),
         scored=int(scored.sum()),
-        below_threshold=int((scored & ~passing).sum()),
-        beyond_target=int(beyond.sum()),
-        kept=int(kept.sum()),
-        dropped=dict(sorted(dropped.items())),
+        below_threshold=int((scored & ~decision.passing).sum()),
+        beyond_target=int(decision.beyond.sum()),
+        kept=decision.kept_count,
+        dropped=dict(sorted(Counter(r for r in decision.reasons if r is not None).items())),
         threshold=config.min_fresh_score,
-        spearman_vs_metadata_sum=spearman(meta_sum[scored], fresh[scored]),
-        spearman_vs_metadata_vitb32=spearman(meta_b32[scored], fresh[scored]),
+        spearman_vs_metadata_sum=spearman(scores.meta_sum[scored], fresh[scored]),
+        spearman_vs_metadata_vitb32=spearman(scores.meta_b32[scored], fresh[scored]),
         pass_agreement=agreement,
         exact_duplicate_rate=exact,
         near_duplicate_rate=near,
         fresh_scores=[float(x) for x in fresh[scored]],
     )
-
-
-# -------------------------------------------------------------------------------------------- charts
-
-
-def histogram(values: Iterable[float], lo: float, hi: float, bins: int = 20) -> tuple[np.ndarray, np.ndarray]:
-    v = np.asarray(list(values), dtype=np.float64)
-    counts, edges = np.histogram(np.clip(v, lo, hi), bins=bins, range=(lo, hi))
-    return counts, edges
-
-
-def histogram_png(values: Iterable[float], threshold: float, lo: float = -0.2, hi: float = 1.0, bins: int = 24) -> bytes:
-    """A small bar chart of fresh scores with the threshold as a red line (PNG bytes, a few KB)."""
-    from PIL import Image, ImageDraw
-
-    counts, _ = histogram(values, lo, hi, bins)
-    w, h, pad = 360, 140, 18
-    img = Image.new("RGB", (w, h), "white")
-    d = ImageDraw.Draw(img)
-    top = max(int(counts.max()), 1) if len(counts) else 1
-    bw = (w - 2 * pad) / bins
-    for i, c in enumerate(counts):
-        x0 = pad + i * bw
-        y0 = h - pad - (h - 2 * pad) * c / top
-        d.rectangle((x0 + 1, y0, x0 + bw - 1, h - pad), fill=(70, 110, 180))
-    tx = pad + (w - 2 * pad) * (min(max(threshold, lo), hi) - lo) / (hi - lo)
-    d.line((tx, pad / 2, tx, h - pad), fill=(200, 30, 30), width=2)
-    d.line((pad, h - pad, w - pad, h - pad), fill=(0, 0, 0))
-    d.text((pad, h - pad + 3), f"{lo:g}", fill=(0, 0, 0))
-    d.text((w - pad - 12, h - pad + 3), f"{hi:g}", fill=(0, 0, 0))
-    d.text((tx + 3, 2), f"threshold {threshold:g}", fill=(200, 30, 30))
-    d.text((pad, 2), f"max bin {top}", fill=(0, 0, 0))
-    out = io.BytesIO()
-    img.save(out, format="PNG", optimize=True)
-    return out.getvalue()
-
-
-def histogram_markdown(values: Iterable[float], threshold: float, lo: float = -0.2, hi: float = 1.0, bins: int = 12) -> str:
-    """The same distribution as a Markdown table with text bars (readable in the Dagster UI and in logs)."""
-    counts, edges = histogram(values, lo, hi, bins)
-    top = max(int(counts.max()), 1) if len(counts) else 1
-    lines = ["| fresh score | pairs | |", "|---|---:|---|"]
-    for c, a, b in zip(counts, edges[:-1], edges[1:]):
-        mark = " ← threshold" if a <= threshold < b else ""
-        lines.append(f"| {a:.2f}–{b:.2f} | {int(c)} | {'█' * round(20 * c / top)}{mark} |")
-    return "\n".join(lines)

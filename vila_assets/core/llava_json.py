@@ -46,6 +46,107 @@ class JsonArrayError(ValueError):
     """A file that is not a JSON array of values; the message names the file, element and byte offset."""
 
 
+def _utf8_cut(raw: bytearray) -> int:
+    """Length of the longest prefix of ``raw`` that ends on a UTF-8 sequence boundary: a sequence split by
+    the block boundary waits for the next block."""
+    for back in range(1, min(4, len(raw)) + 1):
+        b = raw[-back]
+        if b & 0xC0 == 0x80:  # a continuation byte: look further back for the sequence's lead byte
+            continue
+        need = 1 if b < 0x80 else 2 if b >> 5 == 0b110 else 3 if b >> 4 == 0b1110 else 4
+        return len(raw) - back if need > back else len(raw)
+    return len(raw)
+
+
+class _TextWindow:
+    """The decoded text of an open file, read a chunk at a time. ``buf`` holds the text not yet consumed;
+    ``base`` is the character offset of ``buf[0]`` in the file (equals bytes only for ASCII; used in
+    messages)."""
+
+    def __init__(self, path: Path, fh, chunk_size: int, on_bytes: Callable[[bytes], None] | None):
+        self.path = path
+        self._fh, self._chunk_size, self._on_bytes = fh, chunk_size, on_bytes
+        self._raw = bytearray()  # bytes read but not decoded yet (a split UTF-8 tail)
+        self._eof = False
+        self.buf = ""
+        self.base = 0
+
+    def fill(self) -> bool:
+        """Append the next block to ``buf``; False at the end of the file."""
+        if self._eof:
+            return False
+        block = self._fh.read(self._chunk_size)
+        if not block:
+            self._eof = True
+            if self._raw:
+                raise JsonArrayError(f"{self.path}: file ends inside a UTF-8 sequence")
+            return False
+        if self._on_bytes is not None:
+            self._on_bytes(block)
+        self._raw += block
+        cut = _utf8_cut(self._raw)
+        try:
+            self.buf += self._raw[:cut].decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise JsonArrayError(f"{self.path}: not UTF-8 near character {self.base + len(self.buf)}: {exc}") from exc
+        self._raw = self._raw[cut:]
+        return True
+
+    def skip_ws(self, pos: int) -> int:
+        """The first non-whitespace position at or after ``pos`` (reading on as needed); ``len(buf)`` at EOF."""
+        while True:
+            while pos < len(self.buf) and self.buf[pos] in _WS:
+                pos += 1
+            if pos < len(self.buf) or not self.fill():
+                return pos
+
+    def drop_consumed(self, pos: int) -> int:
+        """Forget the text before ``pos`` once it is longer than a chunk, so memory stays one element + one
+        chunk; returns ``pos`` in the new ``buf``."""
+        if pos > self._chunk_size:
+            self.base += pos
+            self.buf = self.buf[pos:]
+            return 0
+        return pos
+
+    def expect_end(self, pos: int) -> None:
+        if pos < len(self.buf):
+            raise JsonArrayError(f"{self.path}: trailing data after the closing ']' at character {self.base + pos}")
+
+
+def _decode_element(text: _TextWindow, decoder: json.JSONDecoder, pos: int, index: int,
+                    max_element_chars: int) -> tuple[Any, int]:
+    """Element ``index`` starting at ``pos``: ``(value, end)``, reading more text while it is truncated."""
+    while True:
+        try:
+            value, end = decoder.raw_decode(text.buf, pos)
+        except json.JSONDecodeError as exc:
+            # a truncated element needs more input; a malformed one must not swallow the file
+            if len(text.buf) - pos > max_element_chars or not text.fill():
+                raise JsonArrayError(
+                    f"{text.path}: element {index} at character {text.base + pos} is not valid JSON: {exc.msg}"
+                ) from None
+            continue
+        if end == len(text.buf) and isinstance(value, (int, float)) and text.fill():
+            continue  # a number at the end of the buffer may have more digits
+        return value, end
+
+
+def _next_element(text: _TextWindow, end: int, index: int) -> int | None:
+    """Where the element after element ``index`` (which ended at ``end``) starts; None after the closing ']'."""
+    pos = text.skip_ws(end)
+    if pos >= len(text.buf):
+        raise JsonArrayError(f"{text.path}: file ends after element {index} without closing ']'")
+    if text.buf[pos] == "]":
+        text.expect_end(text.skip_ws(pos + 1))
+        return None
+    if text.buf[pos] != ",":
+        raise JsonArrayError(
+            f"{text.path}: expected ',' or ']' after element {index} at character {text.base + pos}, got {text.buf[pos]!r}"
+        )
+    return text.drop_consumed(text.skip_ws(pos + 1))
+
+
 def iter_json_array(
     path: str | os.PathLike[str],
     *,
@@ -61,94 +162,20 @@ def iter_json_array(
     path = Path(path)
     decoder = json.JSONDecoder()
     with open(path, "rb") as fh:
-        raw = bytearray()
-        buf = ""
-        base = 0  # character offset of buf[0] in the file (equals bytes only for ASCII; used in messages)
-        eof = False
-
-        def fill() -> bool:
-            nonlocal buf, eof, raw
-            if eof:
-                return False
-            block = fh.read(chunk_size)
-            if not block:
-                eof = True
-                if raw:
-                    raise JsonArrayError(f"{path}: file ends inside a UTF-8 sequence")
-                return False
-            if on_bytes is not None:
-                on_bytes(block)
-            raw += block
-            # decode only complete UTF-8 sequences; keep a split tail for the next block
-            cut = len(raw)
-            for back in range(1, min(4, len(raw)) + 1):
-                b = raw[-back]
-                if b & 0xC0 == 0x80:
-                    continue
-                need = 1 if b < 0x80 else 2 if b >> 5 == 0b110 else 3 if b >> 4 == 0b1110 else 4
-                if need > back:
-                    cut = len(raw) - back
-                break
-            try:
-                buf += raw[:cut].decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise JsonArrayError(f"{path}: not UTF-8 near character {base + len(buf)}: {exc}") from exc
-            raw = raw[cut:]
-            return True
-
-        def skip_ws(pos: int) -> int:
-            nonlocal buf, base
-            while True:
-                while pos < len(buf) and buf[pos] in _WS:
-                    pos += 1
-                if pos < len(buf) or not fill():
-                    return pos
-
-        pos = skip_ws(0)
-        if pos >= len(buf) or buf[pos] != "[":
-            raise JsonArrayError(f"{path}: expected a JSON array ('[') at character {base + pos}")
-        pos = skip_ws(pos + 1)
-        if pos < len(buf) and buf[pos] == "]":
-            _expect_end(path, skip_ws(pos + 1), buf, base)
+        text = _TextWindow(path, fh, chunk_size, on_bytes)
+        pos = text.skip_ws(0)
+        if pos >= len(text.buf) or text.buf[pos] != "[":
+            raise JsonArrayError(f"{path}: expected a JSON array ('[') at character {text.base + pos}")
+        pos = text.skip_ws(pos + 1)
+        if pos < len(text.buf) and text.buf[pos] == "]":
+            text.expect_end(text.skip_ws(pos + 1))
             return
         index = 0
-        while True:
-            while True:
-                try:
-                    value, end = decoder.raw_decode(buf, pos)
-                except json.JSONDecodeError as exc:
-                    # a truncated element needs more input; a malformed one must not swallow the file
-                    if len(buf) - pos > max_element_chars or not fill():
-                        raise JsonArrayError(
-                            f"{path}: element {index} at character {base + pos} is not valid JSON: {exc.msg}"
-                        ) from None
-                    continue
-                if end == len(buf) and isinstance(value, (int, float)) and fill():
-                    continue  # a number at the end of the buffer may have more digits
-                break
+        while pos is not None:
+            value, end = _decode_element(text, decoder, pos, index, max_element_chars)
             yield value
+            pos = _next_element(text, end, index)
             index += 1
-            pos = skip_ws(end)
-            if pos >= len(buf):
-                raise JsonArrayError(f"{path}: file ends after element {index - 1} without closing ']'")
-            if buf[pos] == "]":
-                _expect_end(path, skip_ws(pos + 1), buf, base)
-                return
-            if buf[pos] != ",":
-                raise JsonArrayError(
-                    f"{path}: expected ',' or ']' after element {index - 1} at character {base + pos}, got {buf[pos]!r}"
-                )
-            pos = skip_ws(pos + 1)
-            # drop the consumed prefix so memory stays one element + one chunk
-            if pos > chunk_size:
-                base += pos
-                buf = buf[pos:]
-                pos = 0
-
-
-def _expect_end(path: Path, pos: int, buf: str, base: int) -> None:
-    if pos < len(buf):
-        raise JsonArrayError(f"{path}: trailing data after the closing ']' at character {base + pos}")
 
 
 def write_json_array(path: str | os.PathLike[str], records: Iterable[Any]) -> int:
@@ -314,16 +341,6 @@ def validate_file(
             RootPresence(r, report.roots[r], present[r], (folder / r).is_dir()) for r in sorted(report.roots)
         ]
     return report
-
-
-# --- image presence ------------------------------------------------------------------------------------
-
-
-def presence_markdown(rows: list[RootPresence]) -> str:
-    lines = ["| image root | referenced | present | missing | folder exists |", "|---|---:|---:|---:|---|"]
-    for r in rows:
-        lines.append(f"| `{r.root}` | {r.referenced} | {r.present} | {r.missing} | {'yes' if r.root_exists else 'no'} |")
-    return "\n".join(lines)
 
 
 # --- the loader's view ---------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ with ``file:line: reason`` (or raises with that message in strict mode), never s
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import zipfile
@@ -397,6 +398,14 @@ def crawl_rows(annotations: Iterable[dict]) -> list[dict]:
     return out
 
 
+def crawl_fingerprint(crawl_input: str | Path, output_fields: dict) -> str:
+    """What a crawl's output depends on: the input's bytes and the crawler settings that change
+    ``samples.parquet`` (``CrawlConfig.output_fields``). Same fingerprint -> the existing output stands."""
+    h = hashlib.sha256(Path(crawl_input).read_bytes())
+    h.update(json.dumps(output_fields, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
 def batch_key(shard_key: str, key: str) -> str:
     """A crawl key unique across the shards of one batched crawl."""
     return f"{shard_key}/{key}"
@@ -459,13 +468,3 @@ def write_parquet(path: str | Path, rows: list[dict], schema: pa.Schema) -> Path
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, compression="zstd", row_group_size=4096)
     return atomic_write_bytes(path, sink.getvalue().to_pybytes())
-
-
-def markdown_counts(title: str, counts: dict[str, int], limit: int = 10) -> str:
-    """A small Markdown table of counts (largest first), for metadata."""
-    items = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-    lines = [f"| {title} | count |", "|---|---:|"]
-    lines += [f"| {k} | {v} |" for k, v in items[:limit]]
-    if len(items) > limit:
-        lines.append(f"| … {len(items) - limit} more | {sum(v for _, v in items[limit:])} |")
-    return "\n".join(lines)

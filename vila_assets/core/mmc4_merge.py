@@ -110,54 +110,74 @@ def merge_shard(annotations: Iterable[dict], samples: Mapping[str, dict], policy
     seen: set[str] = set()  # sha256 of output JPEGs already in kept docs
     for row in annotations:
         out.docs_in += 1
-        base = {"line": row["line"], "where": row["where"]}
         if row["status"] != "valid":
             out.docs_invalid += 1
-            out.doc_rows.append({**base, "status": "invalid", "reason": row["reason"], "n_images": None,
-                                 "n_images_kept": 0, "kept_images": [], "image_fates": []})
+            out.doc_rows.append({"line": row["line"], "where": row["where"], "status": "invalid",
+                                 "reason": row["reason"], "n_images": None, "n_images_kept": 0,
+                                 "kept_images": [], "image_fates": []})
             continue
-        doc = json.loads(row["doc_json"])
-        infos = doc["image_info"]
-        fates, images, digests = [], [], []
-        for i in range(len(infos)):
-            key = image_key(row["line"], i)
-            sample = samples.get(key)
-            if sample is None:
-                raise Mmc4FormatError(f"{row['where']}: image {i} (key {key}) has no crawl result; rematerialize mmc4_images")
-            if sample["url"] != infos[i]["raw_url"]:
-                raise Mmc4FormatError(f"{row['where']}: image {i} was crawled from {sample['url']!r} but the doc now "
-                                      f"says {infos[i]['raw_url']!r}; rematerialize mmc4_images")
-            img, digest = sample["image"], None
-            if sample["status"] != "ok" or img is None:
-                fate = sample["status"] if sample["status"] != "ok" else "failed_decode"
-            else:
-                digest = hashlib.sha256(img).hexdigest()
-                fate = DUPLICATE if digest in seen or digest in digests else "ok"
-            fates.append(fate)
-            images.append(img)
-            digests.append(digest if fate == "ok" else None)
-        out.images_in += len(infos)
-        out.fates.update(fates)
-        ok = [i for i, f in enumerate(fates) if f == "ok"]
-        keep = len(ok) == len(infos) if policy == "all_or_nothing" else len(ok) >= 1
-        lost = Counter(f for f in fates if f != "ok")
-        lost_text = ", ".join(f"{n} {f}" for f, n in sorted(lost.items()))
-        if not keep:
-            out.docs_dropped += 1
-            out.doc_rows.append({**base, "status": "dropped", "reason": f"images lost: {lost_text}",
-                                 "n_images": len(infos), "n_images_kept": 0, "kept_images": [], "image_fates": fates})
-            continue
-        if len(ok) < len(infos):  # partial: drop failed images and their similarity rows together
-            doc["similarity_matrix"] = [doc["similarity_matrix"][i] for i in ok]
-        doc["image_info"] = [dict(infos[i], image_base64=jpeg_to_base64(images[i])) for i in ok]
-        seen.update(digests[i] for i in ok)
-        out.records.append(doc)
-        out.images_kept += len(ok)
-        out.jpeg_bytes += sum(len(images[i]) for i in ok)
-        out.doc_rows.append({**base, "status": "kept", "reason": f"images dropped: {lost_text}" if lost else None,
-                             "n_images": len(infos), "n_images_kept": len(ok), "kept_images": ok,
-                             "image_fates": fates})
+        _merge_doc(out, row, samples, policy, seen)
     return out
+
+
+def _crawled(row: dict, i: int, info: dict, samples: Mapping[str, dict]) -> dict:
+    """The crawl result of image ``i`` of the doc in ``row``; refuses one crawled from another URL."""
+    key = image_key(row["line"], i)
+    sample = samples.get(key)
+    if sample is None:
+        raise Mmc4FormatError(f"{row['where']}: image {i} (key {key}) has no crawl result; rematerialize mmc4_images")
+    if sample["url"] != info["raw_url"]:
+        raise Mmc4FormatError(f"{row['where']}: image {i} was crawled from {sample['url']!r} but the doc now "
+                              f"says {info['raw_url']!r}; rematerialize mmc4_images")
+    return sample
+
+
+def _image_fates(row: dict, infos: list[dict], samples: Mapping[str, dict],
+                 seen: set[str]) -> tuple[list[str], list[bytes | None], list[str | None]]:
+    """Per image of one doc: its fate (``ok``, the crawl status, or ``duplicate``), its bytes, and its
+    sha256 when ``ok`` (a duplicate of a kept doc's image, or of an earlier image of this doc, is not)."""
+    fates, images, digests = [], [], []
+    for i, info in enumerate(infos):
+        sample = _crawled(row, i, info, samples)
+        img, digest = sample["image"], None
+        if sample["status"] != "ok" or img is None:
+            fate = sample["status"] if sample["status"] != "ok" else "failed_decode"
+        else:
+            digest = hashlib.sha256(img).hexdigest()
+            fate = DUPLICATE if digest in seen or digest in digests else "ok"
+        fates.append(fate)
+        images.append(img)
+        digests.append(digest if fate == "ok" else None)
+    return fates, images, digests
+
+
+def _merge_doc(out: MergeResult, row: dict, samples: Mapping[str, dict], policy: str, seen: set[str]) -> None:
+    """Keep or drop one valid doc under ``policy``; a kept doc gets its images as base64."""
+    base = {"line": row["line"], "where": row["where"]}
+    doc = json.loads(row["doc_json"])
+    infos = doc["image_info"]
+    fates, images, digests = _image_fates(row, infos, samples, seen)
+    out.images_in += len(infos)
+    out.fates.update(fates)
+    ok = [i for i, f in enumerate(fates) if f == "ok"]
+    keep = len(ok) == len(infos) if policy == "all_or_nothing" else len(ok) >= 1
+    lost = Counter(f for f in fates if f != "ok")
+    lost_text = ", ".join(f"{n} {f}" for f, n in sorted(lost.items()))
+    if not keep:
+        out.docs_dropped += 1
+        out.doc_rows.append({**base, "status": "dropped", "reason": f"images lost: {lost_text}",
+                             "n_images": len(infos), "n_images_kept": 0, "kept_images": [], "image_fates": fates})
+        return
+    if len(ok) < len(infos):  # partial: drop failed images and their similarity rows together
+        doc["similarity_matrix"] = [doc["similarity_matrix"][i] for i in ok]
+    doc["image_info"] = [dict(infos[i], image_base64=jpeg_to_base64(images[i])) for i in ok]
+    seen.update(digests[i] for i in ok)
+    out.records.append(doc)
+    out.images_kept += len(ok)
+    out.jpeg_bytes += sum(len(images[i]) for i in ok)
+    out.doc_rows.append({**base, "status": "kept", "reason": f"images dropped: {lost_text}" if lost else None,
+                         "n_images": len(infos), "n_images_kept": len(ok), "kept_images": ok,
+                         "image_fates": fates})
 
 
 # --- reading a written shard back ---------------------------------------------------------------------
@@ -226,29 +246,36 @@ def inspect_shard(directory: str | os.PathLike[str], stem: str, *, max_distance:
     :func:`record_problems`. Every image is decoded to RGB as the loader does. Also collects exact
     duplicates (sha256 of the JPEG bytes) and pHash near-duplicates (hamming <= ``max_distance``).
     """
-    from PIL import Image
-
-    from vila_assets.core.crawl.imaging import phash
-
     directory = Path(directory)
-    result = ShardInspection(stem, [])
-    problems = result.problems
-    for name in sorted(os.listdir(directory)):
-        if name.startswith(".") and ".tmp-" in name:
-            continue
-        if not name.endswith((".pkl", ".count")):
-            problems.append(f"{directory / name}: not a .pkl/.count file (skews n_shards = len(listdir)//2)")
+    result = ShardInspection(stem, _foreign_entries(directory))
+    data = _load_pair(directory, stem, result.problems)
+    if data is not None:
+        result.n_docs = len(data)
+        _inspect_records(result, data, max_distance)
+    if len(result.problems) > max_problems:
+        extra = len(result.problems) - max_problems
+        result.problems = result.problems[:max_problems] + [f"... and {extra} more problems"]
+    return result
+
+
+def _foreign_entries(directory: Path) -> list[str]:
+    """Entries that are not ``.pkl``/``.count`` (temp files of atomic writes in flight excepted)."""
+    return [f"{directory / name}: not a .pkl/.count file (skews n_shards = len(listdir)//2)"
+            for name in sorted(os.listdir(directory))
+            if not (name.startswith(".") and ".tmp-" in name) and not name.endswith((".pkl", ".count"))]
+
+
+def _load_pair(directory: Path, stem: str, problems: list[str]) -> list | None:
+    """The pickle's list when there is one (pair problems go to ``problems``), else None."""
     pkl, count_path = directory / f"{stem}.pkl", directory / f"{stem}.count"
-    for p in (pkl, count_path):
-        if not p.is_file():
-            problems.append(f"{p}: missing")
-    if problems and not pkl.is_file():
-        return result
+    problems.extend(f"{p}: missing" for p in (pkl, count_path) if not p.is_file())
+    if not pkl.is_file():
+        return None
     with open(pkl, "rb") as fh:
         data = pickle.load(fh)
     if not isinstance(data, list):
         problems.append(f"{pkl}: holds {type(data).__name__}, not list")
-        return result
+        return None
     if count_path.is_file():
         try:
             count = read_count(count_path)
@@ -256,36 +283,52 @@ def inspect_shard(directory: str | os.PathLike[str], stem: str, *, max_distance:
                 problems.append(f"{count_path}: says {count} but the pickle holds {len(data)}")
         except ValueError:
             problems.append(f"{count_path}: not a decimal integer")
-    result.n_docs = len(data)
-    first_seen: dict[str, str] = {}
-    hashes: list[int] = []
-    where_of: list[str] = []
+    return data
+
+
+def _inspect_records(result: ShardInspection, data: list, max_distance: int) -> None:
+    """Record problems, then every image decoded to RGB (exactly what the loader does) and deduplicated."""
+    from PIL import Image
+
+    dups = _DuplicateIndex(result, max_distance)
     for d, doc in enumerate(data):
-        rec_problems, blobs = record_problems(doc, f"{stem}.pkl[{d}]")
-        problems.extend(rec_problems)
+        rec_problems, blobs = record_problems(doc, f"{result.stem}.pkl[{d}]")
+        result.problems.extend(rec_problems)
         for i, raw in enumerate(blobs):
-            where = f"{stem}.pkl[{d}] image {i}"
+            where = f"{result.stem}.pkl[{d}] image {i}"
             result.n_images += 1
             try:
-                img = Image.open(io.BytesIO(raw)).convert("RGB")  # exactly what the loader does
+                img = Image.open(io.BytesIO(raw)).convert("RGB")
             except Exception as exc:  # noqa: BLE001 - any decoder error breaks training
-                problems.append(f"{where}: JPEG does not decode ({type(exc).__name__})")
+                result.problems.append(f"{where}: JPEG does not decode ({type(exc).__name__})")
                 continue
-            digest = hashlib.sha256(raw).hexdigest()
-            if digest in first_seen:
-                result.exact_duplicates.append((first_seen[digest], where))
-                continue
-            first_seen[digest] = where
-            h = int(phash(img), 16)
-            if hashes:
-                dist = np.bitwise_count(np.array(hashes, dtype=np.uint64) ^ np.uint64(h))
-                j = int(np.argmin(dist))
-                if dist[j] <= max_distance:
-                    result.near_duplicates += 1
-                    if len(result.near_examples) < 5:
-                        result.near_examples.append((where_of[j], where, int(dist[j])))
-            hashes.append(h)
-            where_of.append(where)
-    if len(problems) > max_problems:
-        result.problems = problems[:max_problems] + [f"... and {len(problems) - max_problems} more problems"]
-    return result
+            dups.add(raw, img, where)
+
+
+class _DuplicateIndex:
+    """Exact (sha256) and near (pHash within ``max_distance``) duplicates of the images seen so far."""
+
+    def __init__(self, result: ShardInspection, max_distance: int):
+        self.result, self.max_distance = result, max_distance
+        self.first_seen: dict[str, str] = {}
+        self.hashes: list[int] = []
+        self.where_of: list[str] = []
+
+    def add(self, raw: bytes, img, where: str) -> None:
+        from vila_assets.core.crawl.imaging import phash
+
+        digest = hashlib.sha256(raw).hexdigest()
+        if digest in self.first_seen:
+            self.result.exact_duplicates.append((self.first_seen[digest], where))
+            return
+        self.first_seen[digest] = where
+        h = int(phash(img), 16)
+        if self.hashes:
+            dist = np.bitwise_count(np.array(self.hashes, dtype=np.uint64) ^ np.uint64(h))
+            j = int(np.argmin(dist))
+            if dist[j] <= self.max_distance:
+                self.result.near_duplicates += 1
+                if len(self.result.near_examples) < 5:
+                    self.result.near_examples.append((self.where_of[j], where, int(dist[j])))
+        self.hashes.append(h)
+        self.where_of.append(where)

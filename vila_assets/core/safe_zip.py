@@ -82,6 +82,45 @@ def safe_relpath(name: str) -> PurePosixPath:
     return PurePosixPath(*parts)
 
 
+def _vet_entry(where: str, info: zipfile.ZipInfo, seen: dict[str, str], limits: ZipLimits) -> tuple[PurePosixPath, str]:
+    """``(relative path, kind)`` of one entry, or :class:`UnsafeZipError` (``where`` names zip + entry)
+    for an unsafe name, a special or encrypted entry, a second entry for a path, or an oversized file."""
+    try:
+        rel = safe_relpath(info.filename)
+    except ValueError as exc:
+        raise UnsafeZipError(f"{where}: {exc}") from None
+    kind = _member_kind(info)
+    if kind not in ("file", "dir"):
+        raise UnsafeZipError(f"{where}: is a {kind}; only regular files and directories are extracted")
+    if info.flag_bits & 0x1:
+        raise UnsafeZipError(f"{where}: is encrypted")
+    key = rel.as_posix()
+    if key in seen and not (kind == "dir" and seen[key] == "dir"):
+        raise UnsafeZipError(f"{where}: a second entry for {key!r} would overwrite the first")
+    seen[key] = kind
+    if kind == "file":
+        if info.file_size > limits.max_entry_bytes:
+            raise UnsafeZipError(
+                f"{where}: {info.file_size} bytes uncompressed exceed the per-entry limit of {limits.max_entry_bytes}"
+            )
+        if info.file_size >= limits.ratio_min_bytes:
+            ratio = info.file_size / max(info.compress_size, 1)
+            if ratio > limits.max_ratio:
+                raise UnsafeZipError(
+                    f"{where}: compression ratio {ratio:.0f}:1 exceeds {limits.max_ratio:.0f}:1 (decompression bomb?)"
+                )
+    return rel, kind
+
+
+def _check_no_file_parents(zip_path: Path, seen: dict[str, str]) -> None:
+    """A file entry must not also be a directory on the way to another entry ("a" and "a/b")."""
+    for key in seen:
+        for parent in PurePosixPath(key).parents:
+            p = parent.as_posix()
+            if p != "." and seen.get(p) == "file":
+                raise UnsafeZipError(f"{zip_path}: entry {key!r} lies under {p!r}, which is a file entry")
+
+
 def check_zip(zip_path: str | os.PathLike[str], limits: ZipLimits = ZipLimits()) -> list[tuple[zipfile.ZipInfo, PurePosixPath, str]]:
     """Vet every entry of ``zip_path``; returns ``(info, relative path, kind)`` per entry, or raises
     :class:`UnsafeZipError` naming the zip and the first offending entry."""
@@ -99,43 +138,32 @@ def check_zip(zip_path: str | os.PathLike[str], limits: ZipLimits = ZipLimits())
     total = 0
     for info in infos:
         where = f"{zip_path}: entry {info.filename!r}"
-        try:
-            rel = safe_relpath(info.filename)
-        except ValueError as exc:
-            raise UnsafeZipError(f"{where}: {exc}") from None
-        kind = _member_kind(info)
-        if kind not in ("file", "dir"):
-            raise UnsafeZipError(f"{where}: is a {kind}; only regular files and directories are extracted")
-        if info.flag_bits & 0x1:
-            raise UnsafeZipError(f"{where}: is encrypted")
-        key = rel.as_posix()
-        if key in seen and not (kind == "dir" and seen[key] == "dir"):
-            raise UnsafeZipError(f"{where}: a second entry for {key!r} would overwrite the first")
-        seen[key] = kind
+        rel, kind = _vet_entry(where, info, seen, limits)
         if kind == "file":
-            if info.file_size > limits.max_entry_bytes:
-                raise UnsafeZipError(
-                    f"{where}: {info.file_size} bytes uncompressed exceed the per-entry limit of {limits.max_entry_bytes}"
-                )
-            if info.file_size >= limits.ratio_min_bytes:
-                ratio = info.file_size / max(info.compress_size, 1)
-                if ratio > limits.max_ratio:
-                    raise UnsafeZipError(
-                        f"{where}: compression ratio {ratio:.0f}:1 exceeds {limits.max_ratio:.0f}:1 (decompression bomb?)"
-                    )
             total += info.file_size
             if total > limits.max_total_bytes:
                 raise UnsafeZipError(
                     f"{where}: archive expands past the limit of {limits.max_total_bytes} bytes in all"
                 )
         vetted.append((info, rel, kind))
-    # A file entry must not also be a directory on the way to another entry ("a" and "a/b").
-    for key, kind in seen.items():
-        for parent in PurePosixPath(key).parents:
-            p = parent.as_posix()
-            if p != "." and seen.get(p) == "file":
-                raise UnsafeZipError(f"{zip_path}: entry {key!r} lies under {p!r}, which is a file entry")
+    _check_no_file_parents(zip_path, seen)
     return vetted
+
+
+def _copy_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, zip_path: Path) -> int:
+    """Write one file entry to ``target``, counting the bytes itself: an entry that decompresses to more
+    than its header declared is refused. Returns the bytes written."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    n = 0
+    with zf.open(info) as src, open(target, "wb") as out:
+        while block := src.read(_COPY_CHUNK):
+            n += len(block)
+            if n > info.file_size:
+                raise UnsafeZipError(
+                    f"{zip_path}: entry {info.filename!r}: decompresses past its declared {info.file_size} bytes"
+                )
+            out.write(block)
+    return n
 
 
 def safe_extract(
@@ -159,19 +187,9 @@ def safe_extract(
                 if kind == "dir":
                     target.mkdir(parents=True, exist_ok=True)
                     dirs += 1
-                    continue
-                target.parent.mkdir(parents=True, exist_ok=True)
-                n = 0
-                with zf.open(info) as src, open(target, "wb") as out:
-                    while block := src.read(_COPY_CHUNK):
-                        n += len(block)
-                        if n > info.file_size:
-                            raise UnsafeZipError(
-                                f"{zip_path}: entry {info.filename!r}: decompresses past its declared {info.file_size} bytes"
-                            )
-                        out.write(block)
-                files += 1
-                written += n
+                else:
+                    written += _copy_entry(zf, info, target, zip_path)
+                    files += 1
         _replace_dir(tmp, dest)
     except zipfile.BadZipFile as exc:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -6,12 +6,13 @@ What VILA did (``data_prepare/sft/split_vflan.py``): load every per-file pickle 
 forever when N < 128). What we do instead:
 
 * **Per-file outputs.** ``flan_1m`` and ``m3it_tasks`` write each source file twice through one
-  :class:`SourceFileWriter`: the VILA pickle ``<stem>.pkl`` (``staging/vflan/new-vflan/``, the directory
-  VILA's split script read) and a row-addressable Parquet copy ``<stem>.parquet`` (``staging/vflan/parquet/``)
-  plus a ``<stem>.json`` sidecar (rows, sha256 of the pickle). Both are streamed: memory never holds a file.
-  They are *not* published under ``playground/data``: VILA v1/1.5 only registers the sharded directory,
-  HEAD's per-file registry entries are not public (any path there would be invented), and a copy would
-  double multi-GB storage. A registry that wants them points at ``staging/vflan/new-vflan/<stem>.pkl``.
+  :class:`SourceFileWriter`: the VILA pickle ``<stem>.pkl`` (in the directory the family's layout names
+  after VILA's ``new-vflan``, which its split script read) and a row-addressable Parquet copy
+  ``<stem>.parquet`` plus a ``<stem>.json`` sidecar (rows, sha256 of the pickle). Both are streamed
+  (the pickle by ``vila_format.PickleListWriter``): memory never holds a file. They are *not* put
+  under ``playground/data``: VILA v1/1.5 only registers the sharded directory, HEAD's per-file registry
+  entries are not public (any path there would be invented), and a copy would double multi-GB storage.
+  A registry that wants them points at the staged ``<stem>.pkl``.
 * **Shuffle.** A record's identity is ``(source stem, row index in that source)``; its sort key is a
   seeded 64-bit hash of that identity (:func:`row_hashes`, integer arithmetic only, so it does not change
   with numpy/polars/Python versions), ties broken by ``(stem, row)``. The permutation is computed from row
@@ -29,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import json
 import os
 import pickle
@@ -44,7 +44,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vila_assets.core.atomic import atomic_path
-from vila_assets.core.vila_format import split_sizes, write_json, write_pickle_shard
+from vila_assets.core.vila_format import PickleListWriter, split_sizes, write_json, write_pickle_shard
 
 N_CHUNKS = 128
 FLAN_STEM = "text_flan_1m"
@@ -116,64 +116,6 @@ def loader_turns(rec: dict[str, Any]) -> list[tuple[str, str]]:
     pairs[-1][0] = pairs[-1][0].replace("\n", "")
     pairs[-1].append(answer)
     return [(q, a) for q, a in pairs]
-
-
-# --- streaming pickle of a list ---------------------------------------------------------------------
-
-_PROTO4 = b"\x80\x04"
-_EMPTY_LIST, _MARK, _APPENDS, _STOP = b"]", b"(", b"e", b"."
-
-
-def _record_opcodes(rec: Any) -> bytes:
-    # Protocol 2 has no framing, and fast mode writes no memo, so the opcodes of one record can be
-    # embedded in the list's stream; pickle.load sees an ordinary list.
-    buf = io.BytesIO()
-    pickler = pickle.Pickler(buf, protocol=2)
-    pickler.fast = True
-    pickler.dump(rec)
-    data = buf.getvalue()
-    return data[2:-1]  # drop PROTO 2 and STOP
-
-
-class PickleListWriter:
-    """Writes ``pickle.dump(list_of_records)``-compatible bytes one record at a time (bounded memory).
-
-    The result loads with ``pickle.load`` as a plain ``list`` (what VILA's loaders call). The bytes
-    differ from ``pickle.dump``'s, but are a pure function of the records, so reruns are byte-identical.
-    """
-
-    def __init__(self, fh, flush_bytes: int = 8 << 20, flush_records: int = 1000):
-        self._fh = fh
-        self._buf: list[bytes] = []
-        self._buffered = 0
-        self._flush_bytes, self._flush_records = flush_bytes, flush_records
-        self.count = 0
-        self._sha = hashlib.sha256()
-        self._write(_PROTO4 + _EMPTY_LIST)
-
-    def _write(self, data: bytes) -> None:
-        self._fh.write(data)
-        self._sha.update(data)
-
-    def append(self, rec: Any) -> None:
-        ops = _record_opcodes(rec)
-        self._buf.append(ops)
-        self._buffered += len(ops)
-        self.count += 1
-        if self._buffered >= self._flush_bytes or len(self._buf) >= self._flush_records:
-            self._flush()
-
-    def _flush(self) -> None:
-        if self._buf:
-            self._write(_MARK + b"".join(self._buf) + _APPENDS)
-            self._buf.clear()
-            self._buffered = 0
-
-    def close(self) -> str:
-        """Finish the stream; returns the sha256 of everything written."""
-        self._flush()
-        self._write(_STOP)
-        return self._sha.hexdigest()
 
 
 # --- per-file outputs --------------------------------------------------------------------------------
@@ -400,6 +342,107 @@ def chunk_manifest_path(manifest_dir: Path, chunk: int) -> Path:
     return Path(manifest_dir) / f"{chunk_stem(chunk)}.parquet"
 
 
+def _wanted_chunks(plan: ShufflePlan, chunks: Iterable[int]) -> list[int]:
+    wanted = sorted(set(int(c) for c in chunks))
+    for c in wanted:
+        if not 0 <= c < plan.n_chunks:
+            raise ValueError(f"chunk {c} outside 0..{plan.n_chunks - 1}")
+    return wanted
+
+
+def spill_path(work_dir: str | os.PathLike[str], chunk: int) -> Path:
+    return Path(work_dir) / f"{chunk_stem(chunk)}.spill"
+
+
+def _spill_source(plan: ShufflePlan, src_idx: int, path: Path, wanted_mask: np.ndarray, spills: dict, batch_rows: int) -> None:
+    """Append every row of source ``src_idx`` bound for a wanted chunk to that chunk's spill file."""
+    source, positions = plan.sources[src_idx], plan.positions[src_idx]
+    offset = 0
+    for batch in _iter_batches(path, batch_rows):
+        n = batch.num_rows
+        pos = positions[offset : offset + n]
+        if len(pos) != n:
+            raise ValueError(f"{path}: more rows than the plan's {source.rows}; rerun the plan")
+        chunk = plan.chunk_of(pos)
+        take = np.nonzero(wanted_mask[chunk])[0]
+        if len(take):
+            for i, rec in zip(take, batch.take(pa.array(take)).to_pylist()):
+                entry = (int(pos[i]), src_idx, offset + int(i), rec)
+                # scratch, read back by _read_spill only: one pickle per entry, not a VILA list
+                pickle.dump(entry, spills[int(chunk[i])], protocol=4)
+        offset += n
+    if offset != source.rows:
+        raise ValueError(f"{path}: {offset} rows but the plan expects {source.rows}")
+
+
+def spill_pass(plan: ShufflePlan, layout: PerFileLayout, wanted: list[int], work_dir: str | os.PathLike[str],
+               batch_rows: int = 256) -> None:
+    """Pass 1: one scan over every source; each row bound for a wanted chunk goes to that chunk's spill
+    file. Raises if a source no longer matches the plan."""
+    wanted_mask = np.zeros(plan.n_chunks, dtype=bool)
+    wanted_mask[wanted] = True
+    Path(work_dir).mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        spills = {c: stack.enter_context(open(spill_path(work_dir, c), "wb", buffering=256 << 10)) for c in wanted}
+        for src_idx, source in enumerate(plan.sources):
+            _spill_source(plan, src_idx, layout.parquet(source.stem), wanted_mask, spills, batch_rows)
+
+
+def _read_spill(plan: ShufflePlan, chunk: int, work_dir: str | os.PathLike[str]) -> list[tuple]:
+    """A chunk's spilled entries in position order (the spill file is removed); checked against the plan."""
+    entries = []
+    spill = spill_path(work_dir, chunk)
+    with open(spill, "rb") as fh:
+        while True:
+            try:
+                entries.append(pickle.load(fh))
+            except EOFError:
+                break
+    spill.unlink()
+    entries.sort(key=lambda e: e[0])
+    bounds = plan.bounds
+    if [e[0] for e in entries] != list(range(int(bounds[chunk]), int(bounds[chunk + 1]))):
+        raise ValueError(f"chunk {chunk}: got {len(entries)} records, plan says {int(bounds[chunk + 1] - bounds[chunk])}")
+    return entries
+
+
+def _chunk_manifest(plan: ShufflePlan, entries: list[tuple], records: list[dict]) -> pa.Table:
+    """Position, source, row, id and content hashes per record: what the duplicate report reads."""
+    table = pa.table(
+        {
+            "position": pa.array([e[0] for e in entries], pa.int64()),
+            "source": pa.array([plan.sources[e[1]].stem for e in entries], pa.string()),
+            "row": pa.array([e[2] for e in entries], pa.int64()),
+            "id": pa.array([r["id"] for r in records], pa.string()),
+            "qa_hash": pa.array([_pair_hash(r["question"], r["answer"]) for r in records], pa.int64()),
+            "record_hash": pa.array([_pair_hash(r["question"], r["answer"], *r["image"]) for r in records], pa.int64()),
+            "n_images": pa.array([len(r["image"]) for r in records], pa.int32()),
+        }
+    )
+    return table.replace_schema_metadata({"plan_fingerprint": plan.fingerprint})
+
+
+def write_chunk(plan: ShufflePlan, chunk: int, entries: list[tuple], out_dir: str | os.PathLike[str],
+                manifest_dir: str | os.PathLike[str], max_problems: int = 20) -> ChunkResult:
+    """Pass 2, one chunk: its records (in position order) as ``part-%05d.pkl`` + ``.count``, its manifest,
+    and what VILA's loader would choke on (``record_problems``)."""
+    records = [make_record(r["question"], r["answer"], r["id"], list(r["image"])) for _, _, _, r in entries]
+    problems: list[str] = []
+    n_problems = 0
+    by_source: dict[str, int] = {}
+    for (_, si, row, _), rec in zip(entries, records):
+        stem = plan.sources[si].stem
+        by_source[stem] = by_source.get(stem, 0) + 1
+        found = record_problems(rec, where=f"{stem} row {row} (id {rec['id']!r})")
+        n_problems += len(found)
+        problems.extend(found[: max(0, max_problems - len(problems))])
+    pkl = write_pickle_shard(out_dir, chunk_stem(chunk), records)
+    with atomic_path(chunk_manifest_path(Path(manifest_dir), chunk)) as tmp:
+        pq.write_table(_chunk_manifest(plan, entries, records), tmp)
+    images = sum(len(r["image"]) for r in records)
+    return ChunkResult(chunk, len(records), pkl, by_source, images, problems, n_problems)
+
+
 def build_chunks(
     plan: ShufflePlan,
     layout: PerFileLayout,
@@ -413,91 +456,16 @@ def build_chunks(
 ) -> list[ChunkResult]:
     """Write ``part-%05d.pkl`` + ``.count`` for each of ``chunks`` into ``out_dir``, in plan order.
 
-    One scan over every source; rows bound for the requested chunks are spilled to ``work_dir`` (one
-    file per chunk), then each chunk is read back, ordered by position and written. Also writes a small
-    per-chunk manifest (position, source, row, id, hashes of (question, answer) and of the whole record)
-    into ``manifest_dir`` for the duplicate report. Raises if a source no longer matches the plan.
+    Pass 1 (:func:`spill_pass`) scans every source once and spills the rows bound for the requested
+    chunks to ``work_dir``; pass 2 (:func:`write_chunk`) reads each chunk back, orders it by position and
+    writes it, with a small per-chunk manifest (position, source, row, id, hashes of (question, answer)
+    and of the whole record) in ``manifest_dir`` for the duplicate report. Memory: one chunk.
     """
-    wanted = sorted(set(int(c) for c in chunks))
-    for c in wanted:
-        if not 0 <= c < plan.n_chunks:
-            raise ValueError(f"chunk {c} outside 0..{plan.n_chunks - 1}")
-    wanted_mask = np.zeros(plan.n_chunks, dtype=bool)
-    wanted_mask[wanted] = True
-    work_dir = Path(work_dir)
-    work_dir.mkdir(parents=True, exist_ok=True)
-    spills = {c: open(work_dir / f"{chunk_stem(c)}.spill", "wb", buffering=256 << 10) for c in wanted}
-    try:
-        for src_idx, (source, positions) in enumerate(zip(plan.sources, plan.positions)):
-            path = layout.parquet(source.stem)
-            offset = 0
-            for batch in _iter_batches(path, batch_rows):
-                n = batch.num_rows
-                pos = positions[offset : offset + n]
-                if len(pos) != n:
-                    raise ValueError(f"{path}: more rows than the plan's {source.rows}; rerun the plan")
-                chunk = plan.chunk_of(pos)
-                take = np.nonzero(wanted_mask[chunk])[0]
-                if len(take):
-                    sub = batch.take(pa.array(take)).to_pylist()
-                    for i, rec in zip(take, sub):
-                        entry = (int(pos[i]), src_idx, offset + int(i), rec)
-                        pickle.dump(entry, spills[int(chunk[i])], protocol=4)
-                offset += n
-            if offset != source.rows:
-                raise ValueError(f"{path}: {offset} rows but the plan expects {source.rows}")
-    finally:
-        for fh in spills.values():
-            fh.close()
-
-    results = []
-    bounds = plan.bounds
-    for c in wanted:
-        entries = []
-        spill = work_dir / f"{chunk_stem(c)}.spill"
-        with open(spill, "rb") as fh:
-            while True:
-                try:
-                    entries.append(pickle.load(fh))
-                except EOFError:
-                    break
-        spill.unlink()
-        entries.sort(key=lambda e: e[0])
-        expected = list(range(int(bounds[c]), int(bounds[c + 1])))
-        if [e[0] for e in entries] != expected:
-            raise ValueError(f"chunk {c}: got {len(entries)} records, plan says {len(expected)}")
-        records = [make_record(r["question"], r["answer"], r["id"], list(r["image"])) for _, _, _, r in entries]
-        problems: list[str] = []
-        n_problems = 0
-        for (_, si, row, _), rec in zip(entries, records):
-            found = record_problems(rec, where=f"{plan.sources[si].stem} row {row} (id {rec['id']!r})")
-            n_problems += len(found)
-            problems.extend(found[: max(0, max_problems - len(problems))])
-        pkl = write_pickle_shard(out_dir, chunk_stem(c), records)
-        manifest = pa.table(
-            {
-                "position": pa.array([e[0] for e in entries], pa.int64()),
-                "source": pa.array([plan.sources[e[1]].stem for e in entries], pa.string()),
-                "row": pa.array([e[2] for e in entries], pa.int64()),
-                "id": pa.array([r["id"] for r in records], pa.string()),
-                "qa_hash": pa.array([_pair_hash(r["question"], r["answer"]) for r in records], pa.int64()),
-                "record_hash": pa.array(
-                    [_pair_hash(r["question"], r["answer"], *r["image"]) for r in records], pa.int64()
-                ),
-                "n_images": pa.array([len(r["image"]) for r in records], pa.int32()),
-            }
-        )
-        manifest = manifest.replace_schema_metadata({"plan_fingerprint": plan.fingerprint})
-        with atomic_path(chunk_manifest_path(Path(manifest_dir), c)) as tmp:
-            pq.write_table(manifest, tmp)
-        by_source: dict[str, int] = {}
-        for e in entries:
-            stem = plan.sources[e[1]].stem
-            by_source[stem] = by_source.get(stem, 0) + 1
-        results.append(
-            ChunkResult(c, len(records), pkl, by_source, sum(len(r["image"]) for r in records), problems, n_problems)
-        )
-    return results
+    wanted = _wanted_chunks(plan, chunks)
+    spill_pass(plan, layout, wanted, work_dir, batch_rows)
+    return [
+        write_chunk(plan, c, _read_spill(plan, c, work_dir), out_dir, manifest_dir, max_problems) for c in wanted
+    ]
 
 
 @dataclass(frozen=True)

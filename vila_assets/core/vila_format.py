@@ -13,15 +13,17 @@ import io
 import json
 import os
 import pickle
-from collections.abc import Iterator, Sequence
+import hashlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from vila_assets.core.atomic import atomic_open, atomic_write_text
 
-# Pickle protocol pinned so reruns on any Python >= 3.8 give the same bytes.
-PICKLE_PROTOCOL = 4
+# Pickle protocol pinned so reruns on any Python >= 3.8 give the same bytes. 3: native bytes, no framing,
+# so records pickled one at a time can be spliced into one list stream (``PickleListWriter``).
+PICKLE_PROTOCOL = 3
 PLAYGROUND = Path("playground") / "data"
 
 
@@ -68,8 +70,58 @@ def registry_path(name: str, root: str | os.PathLike[str]) -> Path:
 # --- sharded pickle directories -------------------------------------------------------------------
 
 
-def write_pickle_shard(directory: str | os.PathLike[str], stem: str, records: Sequence[dict]) -> Path:
-    """Write ``<stem>.pkl`` and ``<stem>.count`` atomically. Returns the ``.pkl`` path.
+class PickleListWriter:
+    """The one VILA pickle writer: ``pickle.load`` returns a plain ``list`` of the appended records, which
+    are pickled one at a time, so memory stays bounded by one batch whatever the list's length.
+
+    The stream is what ``pickle.dump(list)`` emits (``]`` then batches of ``( ... e``) with each record
+    pickled on its own; a record's memo entries are used only inside that record, so records never refer
+    to one another. The bytes are a pure function of the records: reruns are byte-identical.
+    """
+
+    def __init__(self, fh, records_per_batch: int = 1000):
+        self._fh = fh
+        self._per_batch = records_per_batch
+        self._sha = hashlib.sha256()
+        self._open_batch = False
+        self.count = 0
+        self._write(pickle.PROTO + bytes([PICKLE_PROTOCOL]) + pickle.EMPTY_LIST)
+
+    def _write(self, data: bytes) -> None:
+        self._fh.write(data)
+        self._sha.update(data)
+
+    def append(self, rec: Any) -> None:
+        if not self._open_batch:
+            self._write(pickle.MARK)
+            self._open_batch = True
+        self._write(pickle.dumps(rec, protocol=PICKLE_PROTOCOL)[2:-1])  # without PROTO and STOP
+        self.count += 1
+        if self.count % self._per_batch == 0:
+            self._write(pickle.APPENDS)
+            self._open_batch = False
+
+    def close(self) -> str:
+        """Finish the stream; returns the sha256 of everything written."""
+        if self._open_batch:
+            self._write(pickle.APPENDS)
+            self._open_batch = False
+        self._write(pickle.STOP)
+        return self._sha.hexdigest()
+
+
+def write_pickled_list(path: str | os.PathLike[str], records: Iterable[Any]) -> int:
+    """Atomically write ``records`` as one pickled list (streamed); returns how many were written."""
+    with atomic_open(path, "wb") as fh:
+        writer = PickleListWriter(fh)
+        for rec in records:
+            writer.append(rec)
+        writer.close()
+    return writer.count
+
+
+def write_pickle_shard(directory: str | os.PathLike[str], stem: str, records: Iterable[Any]) -> Path:
+    """Write ``<stem>.pkl`` and ``<stem>.count`` atomically (records streamed). Returns the ``.pkl`` path.
 
     The ``.pkl`` lands first, then the ``.count``: a crash in between leaves a stale or missing count
     that :func:`validate_shard_dir` reports and a rerun overwrites.
@@ -77,10 +129,8 @@ def write_pickle_shard(directory: str | os.PathLike[str], stem: str, records: Se
     if "/" in stem or stem.startswith("."):
         raise ValueError(f"bad shard stem {stem!r}")
     directory = Path(directory)
-    records = list(records)
-    with atomic_open(directory / f"{stem}.pkl", "wb") as fh:
-        pickle.dump(records, fh, protocol=PICKLE_PROTOCOL)
-    atomic_write_text(directory / f"{stem}.count", str(len(records)))
+    n = write_pickled_list(directory / f"{stem}.pkl", records)
+    atomic_write_text(directory / f"{stem}.count", str(n))
     return directory / f"{stem}.pkl"
 
 

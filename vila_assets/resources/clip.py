@@ -36,6 +36,11 @@ class ClipScorer(dg.ConfigurableResource):
     num_workers: int = 2
     cache_dir: str | None = None
     hf_endpoint: str | None = None
+    # Fresh-score threshold: a property of the model's score scale, so it lives with the model. 0.28 is
+    # LAION-5B's English cut for ViT-B-32/openai (COYO's own vitb32 column averages 0.291; placeholders and
+    # unrelated pictures score ~0.1-0.2). Another model needs its own value (the sample world's tiny CLIP
+    # has its measured TINY_CLIP_THRESHOLD).
+    min_fresh_score: float = 0.28
 
     @property
     def spec(self) -> ClipModelSpec:
@@ -67,7 +72,8 @@ class ClipScorer(dg.ConfigurableResource):
 
     def describe(self) -> dict[str, str | int | None]:
         """Model, weights, device and precision actually used (loads the model), for asset metadata."""
-        return {**self.loaded().describe(), "batch_size": self.batch_size, "num_workers": self.num_workers}
+        return {**self.loaded().describe(), "batch_size": self.batch_size, "num_workers": self.num_workers,
+                "min_fresh_score": self.min_fresh_score}
 
 
 def gpu_op_tags(gpus: int = 1) -> dict[str, dict]:

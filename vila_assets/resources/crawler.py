@@ -1,63 +1,55 @@
-"""``ImageCrawler``: the crawler's configuration as a Dagster resource; the work is in ``core.crawl``."""
+"""``ImageCrawler``: the crawler's configuration as a Dagster resource; the work is in ``core.crawl``.
+
+Its fields are generated from ``CrawlConfig`` (``core/crawl/config.py``), the one definition of the
+crawler's options: same names, types, defaults, and each field's help as its launchpad description.
+A tuple option is a ``list`` here (Dagster config has arrays, not tuples).
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
+import typing
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
+import pydantic
 
-from vila_assets.core.crawl import CrawlConfig, CrawlSummary, crawl
-
-_D = CrawlConfig()
+from vila_assets.core.crawl import CrawlConfig, CrawlOption, CrawlSummary, ProgressLog, crawl, crawl_options
 
 
-class ImageCrawler(dg.ConfigurableResource):
+def _resource_field(option: CrawlOption) -> tuple[Any, Any]:
+    """``(annotation, pydantic.Field)`` for one crawl option."""
+    if option.repeatable:
+        return list[option.item_type], pydantic.Field(default=list(option.default), description=option.help)
+    return option.type, pydantic.Field(default=option.default, description=option.help)
+
+
+# The generated base holds the fields; ImageCrawler below adds the behaviour (and names the resource).
+_CrawlOptions = pydantic.create_model(
+    "CrawlOptions",
+    __base__=dg.ConfigurableResource,
+    **{option.name: _resource_field(option) for option in crawl_options()},
+)
+
+
+class ImageCrawler(_CrawlOptions):  # type: ignore[misc, valid-type] - a base built at import time
     """Download, check and re-encode a URL list into ``samples.parquet`` (see ``core.crawl.crawl``)."""
 
-    image_size: int = _D.image_size
-    quality: int = _D.quality
-    min_size: int = _D.min_size
-    max_aspect_ratio: float = _D.max_aspect_ratio
-    timeout: float = _D.timeout
-    retries: int = _D.retries
-    concurrency: int = _D.concurrency
-    per_host: int = _D.per_host
-    allow_networks: list[str] = []
-    max_bytes: int = _D.max_bytes
-    max_pixels: int = _D.max_pixels
-    max_redirects: int = _D.max_redirects
-    user_agent: str = _D.user_agent
-    backoff_base: float = _D.backoff_base
-    backoff_max: float = _D.backoff_max
-    processes: int = _D.processes
-    workers: int = _D.workers
-    http_backend: str = _D.http_backend
-    event_loop: str = _D.event_loop
-    checkpoint_rows: int = _D.checkpoint_rows
-    checkpoint_s: float = _D.checkpoint_s
+    if typing.TYPE_CHECKING:  # what the generated base provides, for readers and type checkers
+        allow_networks: list[str]
+
+        def __init__(self, **options: Any) -> None: ...
 
     def crawl_config(self) -> CrawlConfig:
-        fields = {name: getattr(self, name) for name in CrawlConfig.__dataclass_fields__}
-        fields["allow_networks"] = tuple(self.allow_networks)
-        return CrawlConfig(**fields)
+        return CrawlConfig(**{option.name: getattr(self, option.name) for option in crawl_options()})
 
     def crawl(self, input_path: str | os.PathLike[str], output_dir: str | os.PathLike[str], progress_log=None) -> CrawlSummary:
-        """``progress_log``: a logger (e.g. ``context.log``) that gets a line every ~10 s."""
-        progress = None
-        if progress_log is not None:
-            import time
-
-            last = [0.0]
-
-            def progress(done: int, total: int, counts: dict[str, int]) -> None:
-                now = time.monotonic()
-                if now - last[0] >= 10 or done == total:
-                    last[0] = now
-                    progress_log.info(f"crawl: {done}/{total} {dict(sorted(counts.items()))}")
-
+        """``progress_log``: a logger (e.g. ``context.log``) that gets a line every ~10 s with done/total,
+        rate and ETA."""
+        progress = ProgressLog(progress_log.info, every_s=10.0) if progress_log is not None else None
         return crawl(input_path, output_dir, self.crawl_config(), progress=progress)
 
     def crawl_batch(

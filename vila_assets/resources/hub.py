@@ -10,7 +10,9 @@ from vila_assets.core.hub import HubLocation
 
 
 class HubClient(dg.ConfigurableResource):
-    """Downloads through ``huggingface_hub``. ``endpoint`` None means the real hub."""
+    """Downloads through ``huggingface_hub``. ``endpoint`` None means the real hub; ``token`` is a secret:
+    give it as ``dg.EnvVar("HF_TOKEN")`` (the profiles do), never as a literal. None lets huggingface_hub
+    use its own login cache."""
 
     endpoint: str | None = None
     cache_dir: str | None = None

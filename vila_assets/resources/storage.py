@@ -6,17 +6,27 @@ Layout under the root (the only place assets touch)::
     manifests/<family>/   Parquet manifests and per-sample status tables (beside, never inside, shard dirs)
     staging/<family>/     intermediate data (normalised annotations, crawl outputs, checkpoints)
     reports/<family>/     human-readable reports and charts
-    cache/                hub downloads and models
+    cache/                hub downloads and models (never published)
 
-The root is a local path by default (``./data``). An fsspec URL (``s3://bucket/prefix``…) is accepted for
-publishing finished files with :meth:`DataRoot.publish`; the heavy steps stage on local disk first.
+Two implementations of one interface, picked by the deployment profile (``vila_assets.profiles``):
+
+- :class:`LocalDataRoot`: a directory; work happens in place and ``publish`` has nothing to do.
+- :class:`FsspecDataRoot`: any fsspec URL (``s3://bucket/prefix``, ``gs://``, ``memory://`` ...). Steps
+  work in a local working copy (``local_cache``) and ``publish`` every finished file to the same
+  relative place under the URL; ``fetch`` brings a published file back into the working copy when a
+  step runs on another machine than the one that wrote it (a Kubernetes pod, say).
+
+Assets only ever call ``path``/``playground``/``manifests``/``staging``/``reports``/``cache`` to get local
+paths, ``publish``/``publish_dir`` once a file or a shard directory is final, and ``fetch`` before reading
+what an upstream asset published.
 """
 
 from __future__ import annotations
 
 import os
 import uuid
-from pathlib import Path
+from collections.abc import Iterable
+from pathlib import Path, PurePosixPath
 
 import dagster as dg
 import fsspec
@@ -24,24 +34,26 @@ import fsspec
 from vila_assets.core.atomic import atomic_write_bytes
 from vila_assets.core.vila_format import PLAYGROUND
 
+# Scratch for remote uploads: outside every directory VILA lists, so a half-written object is never
+# seen inside a shard folder.
+REMOTE_TMP = "_tmp"
+
 
 class DataRoot(dg.ConfigurableResource):
-    """Root of all outputs. ``root`` is a local path or an fsspec URL."""
+    """The interface every family uses. Subclasses say where the working copy is and how to publish."""
 
-    root: str = "./data"
-    local_cache: str = "./data"  # local staging area used when ``root`` is a remote fsspec URL
+    def local_base(self) -> Path:
+        raise NotImplementedError
 
     @property
     def is_local(self) -> bool:
-        return "://" not in self.root or self.root.startswith("file://")
+        return True
 
-    def _local_base(self) -> Path:
-        base = self.root.removeprefix("file://") if self.is_local else self.local_cache
-        return Path(base).expanduser().resolve()
+    # --- local paths (the working copy) -------------------------------------------------------------
 
     def path(self, *parts: str) -> Path:
-        """A local path under the root (or under the local cache when the root is remote)."""
-        return self._local_base().joinpath(*parts)
+        """A local path under the root's working copy."""
+        return self.local_base().joinpath(*parts)
 
     def playground(self, *parts: str) -> Path:
         return self.path(str(PLAYGROUND), *parts)
@@ -58,22 +70,115 @@ class DataRoot(dg.ConfigurableResource):
     def cache(self, *parts: str) -> Path:
         return self.path("cache", *parts)
 
-    def write_bytes(self, relpath: str, data: bytes) -> str:
-        """Atomically write ``data`` at ``relpath`` under the root (local or fsspec); returns its URL/path."""
-        if self.is_local:
-            return str(atomic_write_bytes(self.path(relpath), data))
-        fs, base = fsspec.core.url_to_fs(self.root)
-        target = f"{base.rstrip('/')}/{relpath}"
-        tmp = f"{os.path.dirname(target)}/.{os.path.basename(target)}.tmp-{uuid.uuid4().hex}"
-        fs.makedirs(os.path.dirname(target), exist_ok=True)
-        with fs.open(tmp, "wb") as fh:
-            fh.write(data)
-        fs.mv(tmp, target)
-        return f"{self.root.rstrip('/')}/{relpath}"
+    def relpath(self, local: str | os.PathLike[str]) -> str:
+        """``local``'s place under the root, as a POSIX path (raises if it is outside the working copy)."""
+        return Path(local).resolve().relative_to(self.local_base()).as_posix()
 
-    def publish(self, local: Path) -> str:
-        """Copy a finished local file under the local base to the same relative place under a remote root."""
-        if self.is_local:
-            return str(local)
-        rel = Path(local).resolve().relative_to(self._local_base()).as_posix()
-        return self.write_bytes(rel, Path(local).read_bytes())
+    # --- publishing ----------------------------------------------------------------------------------
+
+    def url(self, local: str | os.PathLike[str]) -> str:
+        """Where ``local`` is (or will be) published: the local path itself for a local root."""
+        return str(local)
+
+    def write_bytes(self, relpath: str, data: bytes) -> str:
+        """Atomically write ``data`` at ``relpath`` in the working copy and publish it; returns its URL."""
+        return self.publish(atomic_write_bytes(self.path(relpath), data))
+
+    def publish(self, *locals_: str | os.PathLike[str]) -> str:
+        """Make finished local files visible under the root; returns the URL of the last one."""
+        return str(locals_[-1]) if locals_ else ""
+
+    def publish_dir(self, local_dir: str | os.PathLike[str]) -> str:
+        """Mirror a finished directory (a VILA shard folder): every file, and nothing stale beside them."""
+        return str(local_dir)
+
+    def fetch(self, local: str | os.PathLike[str]) -> Path:
+        """``local`` in the working copy, downloaded from the root first when only the root has it."""
+        return Path(local)
+
+    def fetch_dir(self, local_dir: str | os.PathLike[str]) -> Path:
+        return Path(local_dir)
+
+
+class LocalDataRoot(DataRoot):
+    """A data root on a local (or mounted) file system; work happens in place."""
+
+    root: str = "./data"
+
+    def local_base(self) -> Path:
+        return Path(self.root.removeprefix("file://")).expanduser().resolve()
+
+
+class FsspecDataRoot(DataRoot):
+    """A data root at an fsspec URL. ``local_cache`` holds the working copy; ``storage_options`` go to
+    fsspec (for S3: ``{"client_kwargs": {"endpoint_url": ...}}``; credentials come from the usual
+    environment or instance profile, never from this config)."""
+
+    url_root: str
+    local_cache: str = "./data"
+    storage_options: dict = {}
+
+    @property
+    def is_local(self) -> bool:
+        return False
+
+    def local_base(self) -> Path:
+        return Path(self.local_cache).expanduser().resolve()
+
+    def _fs(self):
+        fs, base = fsspec.core.url_to_fs(self.url_root, **self.storage_options)
+        fs.invalidate_cache()  # instances are shared; another process may have changed the listing
+        return fs, base.rstrip("/")
+
+    def url(self, local: str | os.PathLike[str]) -> str:
+        return f"{self.url_root.rstrip('/')}/{self.relpath(local)}"
+
+    def _put(self, fs, base: str, local: Path) -> None:
+        target = f"{base}/{self.relpath(local)}"
+        tmp = f"{base}/{REMOTE_TMP}/{uuid.uuid4().hex}-{local.name}"
+        fs.makedirs(str(PurePosixPath(tmp).parent), exist_ok=True)
+        fs.put_file(str(local), tmp)
+        fs.makedirs(str(PurePosixPath(target).parent), exist_ok=True)
+        fs.mv(tmp, target)
+
+    def publish(self, *locals_: str | os.PathLike[str]) -> str:
+        fs, base = self._fs()
+        for local in locals_:
+            self._put(fs, base, Path(local).resolve())
+        return self.url(locals_[-1]) if locals_ else ""
+
+    def publish_dir(self, local_dir: str | os.PathLike[str]) -> str:
+        local_dir = Path(local_dir).resolve()
+        fs, base = self._fs()
+        files = sorted(p for p in local_dir.rglob("*") if p.is_file())
+        for f in files:
+            self._put(fs, base, f)
+        remote_dir = f"{base}/{self.relpath(local_dir)}"
+        want = {self.relpath(f) for f in files}
+        for stale in _remote_files(fs, remote_dir):
+            if stale.removeprefix(base + "/") not in want:
+                fs.rm_file(stale)
+        return self.url(local_dir)
+
+    def fetch(self, local: str | os.PathLike[str]) -> Path:
+        local = Path(local)
+        if not local.exists():
+            fs, base = self._fs()
+            remote = f"{base}/{self.relpath(local)}"
+            if fs.exists(remote):
+                local.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write_bytes(local, fs.cat_file(remote))
+        return local
+
+    def fetch_dir(self, local_dir: str | os.PathLike[str]) -> Path:
+        local_dir = Path(local_dir)
+        fs, base = self._fs()
+        for remote in _remote_files(fs, f"{base}/{self.relpath(local_dir)}"):
+            self.fetch(self.local_base() / remote.removeprefix(base + "/"))
+        return local_dir
+
+
+def _remote_files(fs, remote_dir: str) -> Iterable[str]:
+    if not fs.exists(remote_dir):
+        return []
+    return sorted(p for p in fs.find(remote_dir) if not p.rstrip("/").endswith("/"))

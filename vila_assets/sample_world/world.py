@@ -2,25 +2,20 @@
 
 ``with SampleWorld(directory) as world:`` starts the hostile image web, writes the sources (whose image
 URLs point at it) into a hub directory, trains (or reuses) the tiny CLIP model and publishes it as a hub
-model repo, and starts the fake hub. ``world.env()`` is the environment that points vila_assets'
-resources at it.
+model repo, and starts the fake hub. ``world.profile(data_root)`` is the ``sample_world`` deployment
+profile pointing every resource at it (``vila_assets.profiles``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import shutil
-from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from vila_assets.sample_world.hub_server import FakeHub
 from vila_assets.sample_world.sources import SCALES, SourceContext, builders
 
 log = logging.getLogger(__name__)
-
-LOOPBACK = "127.0.0.0/8"
 
 
 class SampleWorld:
@@ -109,44 +104,17 @@ class SampleWorld:
     def __exit__(self, *exc) -> None:
         self.stop()
 
-    def env(self) -> dict[str, str]:
-        """Environment variables that point vila_assets' resources at this world."""
+    def info(self):
+        """Where this world is: what the ``sample_world`` profile needs (also saved for ``dagster dev``)."""
+        from vila_assets.profiles import WorldInfo
+
         if self.endpoint is None:
             raise RuntimeError("the sample world is not started")
-        env = {
-            "VILA_HF_ENDPOINT": self.endpoint,
-            "VILA_ALLOW_NETWORKS": LOOPBACK,
-            "VILA_SAMPLE_WORLD": self.scale,
-        }
-        if self.clip:
-            from vila_assets.sample_world.tiny_clip import TINY_CLIP_REPO
+        return WorldInfo(endpoint=self.endpoint, scale=self.scale)
 
-            env["VILA_CLIP_MODEL"] = f"hf-hub:{TINY_CLIP_REPO}"
-            env["VILA_CLIP_PRETRAINED"] = ""
-        for mod in self._builders():  # family-specific settings for the sample world (thresholds, sizes)
-            if hasattr(mod, "env"):
-                env.update(mod.env(self.ctx))
-        return env
+    def profile(self, data_root):
+        """The ``sample_world`` profile over ``data_root`` (a path, or a ``DataRoot`` resource)."""
+        from vila_assets.profiles import data_root_at, sample_world
 
-
-@contextlib.contextmanager
-def environment(env: Mapping[str, str]) -> Iterator[dict[str, str]]:
-    """Set ``env`` in ``os.environ`` for the block (yielding it), then restore what was there."""
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        yield dict(env)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-def world_env(world: "SampleWorld", data_root: str | Path):
-    """``environment()`` pointing vila_assets' resources at ``world`` and ``data_root`` (tests, scripts)."""
-    data_root = Path(data_root)
-    return environment(
-        {**world.env(), "VILA_DATA_ROOT": str(data_root), "VILA_HF_CACHE": str(data_root / "cache" / "hf")}
-    )
+        root = data_root_at(str(data_root)) if isinstance(data_root, (str, Path)) else data_root
+        return sample_world(self.info(), root)

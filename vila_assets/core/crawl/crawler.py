@@ -12,10 +12,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import dataclasses
 import logging
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -25,68 +23,18 @@ from pathlib import Path
 import httpx
 
 from .checkpoint import Checkpoint, input_fingerprint
+from .config import CrawlConfig
 from .fetch import Fetcher
-from .imaging import IMAGING_VERSION, ImageSpec, configure_worker, process_image
+from .imaging import ImageSpec, configure_worker, process_image
 from .parts import BlockDealer, PartFailed, RowTally, available_cpus, run_parts
 from .policy import UrlPolicy
+from .progress import DefaultProgress, ProgressFn
 from .reader import InputRow, count_rows, read_rows
 from .writer import SAMPLE_STATUSES
 
 log = logging.getLogger("vila_assets.crawl")
 
-DEFAULT_USER_AGENT = "vila-assets/0.1 (+https://github.com/vila-assets/vila_assets)"
 SAMPLES_FILE = "samples.parquet"
-
-
-@dataclass(frozen=True)
-class CrawlConfig:
-    image_size: int = 336  # short side, VILA default
-    quality: int = 75
-    min_size: int = 0  # min short side of the SOURCE image, else "filtered"
-    max_aspect_ratio: float = 0.0  # 0 = off; long/short above this -> "filtered"
-    timeout: float = 20.0  # TOTAL deadline per request attempt, redirects included
-    retries: int = 3
-    concurrency: int = 64
-    per_host: int = 16
-    allow_networks: tuple[str, ...] = ()  # CIDRs exempt from the private-address block
-    max_bytes: int = 20 * 2**20
-    max_pixels: int = 64_000_000
-    max_redirects: int = 5
-    user_agent: str = DEFAULT_USER_AGENT
-    backoff_base: float = 0.5
-    backoff_max: float = 30.0
-    processes: int = 0  # crawler processes (event loop + imaging threads each); 0 = one per usable CPU
-    workers: int = 2  # imaging threads (decode/resize/encode) per crawler process
-    http_backend: str = "aiohttp"  # wire layer under the httpx client: "aiohttp" (fast) or "httpx"
-    event_loop: str = "uvloop"  # "uvloop" (falls back to asyncio where it is not installed) or "asyncio"
-    checkpoint_rows: int = 256  # flush finished rows every K samples ...
-    checkpoint_s: float = 5.0  # ... or every T seconds
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "allow_networks", tuple(self.allow_networks))
-        if self.processes < 0 or self.workers < 1:
-            raise ValueError(f"processes must be >= 0 and workers >= 1, not {self.processes} and {self.workers}")
-        if self.http_backend not in ("aiohttp", "httpx"):
-            raise ValueError(f"http_backend must be 'aiohttp' or 'httpx', not {self.http_backend!r}")
-        if self.event_loop not in ("uvloop", "asyncio"):
-            raise ValueError(f"event_loop must be 'uvloop' or 'asyncio', not {self.event_loop!r}")
-
-    def image_spec(self) -> ImageSpec:
-        return ImageSpec(self.image_size, self.quality, self.min_size, self.max_aspect_ratio, self.max_pixels)
-
-    def output_fields(self) -> dict:
-        """Fields that change samples.parquet; a checkpoint made under other values is discarded."""
-        skip = {"concurrency", "per_host", "processes", "workers", "http_backend", "event_loop", "checkpoint_rows",
-                "checkpoint_s"}
-        fields = {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
-        return {**fields, "imaging_version": IMAGING_VERSION}
-
-    def for_part(self, parts: int) -> CrawlConfig:
-        """One of ``parts`` processes' share of the connection limits (totals stay as configured;
-        a per-host limit below ``parts`` still gives each process one connection per host)."""
-        return dataclasses.replace(
-            self, concurrency=max(1, self.concurrency // parts), per_host=max(1, self.per_host // parts)
-        )
 
 
 @dataclass
@@ -102,41 +50,6 @@ class CrawlSummary:
     @property
     def ok(self) -> int:
         return self.counts.get("ok", 0)
-
-
-ProgressFn = Callable[[int, int, dict[str, int]], None]  # (done, total, counts so far)
-
-
-class _DefaultProgress:
-    """tqdm on a terminal, otherwise one log line every ``every_s`` seconds."""
-
-    def __init__(self, total: int, every_s: float = 10.0) -> None:
-        self.total = total
-        self.every_s = every_s
-        self._last = time.monotonic()
-        self._bar = None
-        if sys.stderr.isatty():
-            try:
-                from tqdm import tqdm
-
-                self._bar = tqdm(total=total, unit="url", desc="crawl")
-            except ImportError:
-                pass
-        self._shown = 0
-
-    def __call__(self, done: int, total: int, counts: dict[str, int]) -> None:
-        if self._bar is not None:
-            self._bar.update(done - self._shown)
-            self._shown = done
-            return
-        now = time.monotonic()
-        if now - self._last >= self.every_s or (done == total and self._shown != total):
-            self._last, self._shown = now, done
-            log.info("crawl: %d/%d done %s", done, total, dict(sorted(counts.items())))
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
 
 
 # Below this many rows to do, an extra process costs more (~0.5 CPU-s of imports) than it brings.
@@ -174,26 +87,12 @@ def crawl(
     ckpt = Checkpoint(output_dir, fingerprint, total, flush_rows=config.checkpoint_rows, flush_s=config.checkpoint_s)
     if ckpt.resumed:
         log.info("crawl: resuming, %d of %d rows already done", ckpt.resumed, total)
-    parts = 1 if transport is not None else plan_parts(config, total - ckpt.resumed)
-    own_progress = progress is None
-    report = _DefaultProgress(total) if own_progress else progress
     tally = RowTally(done=ckpt.resumed)
-    part_config = config.for_part(parts)
-    if parts > 1:
-        log.info("crawl: %d rows to do in %d processes", total - ckpt.resumed, parts)
-
-    def part_zero(own: RowTally, on_rows: Callable[[], None], stop: threading.Event, dealer: BlockDealer) -> None:
-        _run_loop(_crawl_rows(input_path, ckpt, part_config, dealer, transport, own, on_rows, stop), config.event_loop)
-
+    own_progress = progress is None
+    report = DefaultProgress(total) if own_progress else progress
     try:
-        run_parts(
-            part_zero,
-            _part_main,
-            (input_path, output_dir, fingerprint, total, part_config),
-            parts,
-            tally,
-            lambda: report(tally.done, total, tally.counts),
-        )
+        _crawl_in_parts(input_path, output_dir, ckpt, fingerprint, config, transport, tally,
+                        lambda: report(tally.done, total, tally.counts))
     finally:
         if own_progress:
             report.close()
@@ -211,6 +110,23 @@ def crawl(
     )
     log.info("crawl: %d rows in %.1fs %s", total, summary.elapsed_s, summary.counts)
     return summary
+
+
+def _crawl_in_parts(input_path: Path, output_dir: Path, ckpt: Checkpoint, fingerprint: dict, config: CrawlConfig,
+                    transport: httpx.AsyncBaseTransport | None, tally: RowTally, on_rows: Callable[[], None]) -> None:
+    """Crawl the rows ``ckpt`` lacks in as many processes as ``plan_parts`` says (this one included)."""
+    todo = ckpt.total - ckpt.resumed
+    parts = 1 if transport is not None else plan_parts(config, todo)
+    part_config = config.for_part(parts)
+    if parts > 1:
+        log.info("crawl: %d rows to do in %d processes", todo, parts)
+
+    def part_zero(own: RowTally, on_own_rows: Callable[[], None], stop: threading.Event, dealer: BlockDealer) -> None:
+        crawling = _crawl_rows(input_path, ckpt, part_config, dealer, transport, own, on_own_rows, stop)
+        _run_loop(crawling, config.event_loop)
+
+    child_args = (input_path, output_dir, fingerprint, ckpt.total, part_config)
+    run_parts(part_zero, _part_main, child_args, parts, tally, on_rows)
 
 
 def _run_loop(coro, event_loop: str) -> None:

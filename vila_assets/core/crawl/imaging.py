@@ -234,6 +234,24 @@ def _shrink(pixels: np.ndarray, short: int) -> np.ndarray:
     return cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
 
 
+class _Rejected(Exception):
+    """The image ends here: ``status`` (``failed_decode`` or ``filtered``) with ``error`` as the reason."""
+
+    def __init__(self, error: str, status: str = "failed_decode") -> None:
+        super().__init__(error)
+        self.error, self.status = error, status
+
+
+@dataclass
+class _Header:
+    """What the checks need, read before any pixel is decoded."""
+
+    width: int
+    height: int
+    orientation: int  # EXIF orientation, 1 = upright
+    img: Image.Image | None  # the lazily opened Pillow image, None for a plain JPEG
+
+
 def process_image(data: bytes, spec: ImageSpec) -> dict:
     """Turn downloaded bytes into a result dict (status, error, sizes, sha256, phash, image)."""
     out: dict = {
@@ -254,64 +272,76 @@ def process_image(data: bytes, spec: ImageSpec) -> dict:
     with warnings.catch_warnings():
         # Our own pixel check below is the guard; Pillow's warning would only be noise.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        img = None
-        header = _plain_jpeg_header(data) if fmt == "JPEG" else None
-        if header is not None:  # the common case: size from libjpeg-turbo, no EXIF, so upright
-            w, h = header
-            orientation = 1
-        else:
-            try:
-                img = Image.open(io.BytesIO(data), formats=[fmt])  # lazy: parses the header only
-            except Image.DecompressionBombError:  # > 2x Pillow's own limit: refused inside open()
-                size = declared_size(data, fmt)
-                out["error"] = f"decompression bomb: {size[0]}x{size[1]} px" if size else "decompression bomb"
-                return out
-            except Exception as exc:  # noqa: BLE001 - any parser error means "not decodable"
-                out["error"] = f"cannot open {fmt.lower()}: {type(exc).__name__}"
-                return out
-            w, h = img.size
-            try:
-                orientation = int(img.getexif().get(_ORIENTATION_TAG, 1) or 1)
-            except Exception:  # noqa: BLE001 - a broken EXIF block is not worth losing the image
-                orientation = 1
-        if w <= 0 or h <= 0:
-            out["error"] = f"bad {fmt.lower()} header: {w}x{h} px"
-            return out
-        if w * h > spec.max_pixels:
-            out["error"] = f"decompression bomb: {w}x{h} px"
-            return out
-        uw, uh = (h, w) if orientation in (5, 6, 7, 8) else (w, h)
-        out["orig_width"], out["orig_height"] = uw, uh
-        short, long_ = min(uw, uh), max(uw, uh)
-        if spec.min_size and short < spec.min_size:
-            out["status"] = "filtered"
-            out["error"] = f"too small: {uw}x{uh} px, short side < {spec.min_size}"
-            return out
-        if spec.max_aspect_ratio and long_ / short > spec.max_aspect_ratio:
-            out["status"] = "filtered"
-            out["error"] = f"aspect ratio {long_ / short:.2f} > {spec.max_aspect_ratio:g}"
-            return out
         try:
-            pixels = _decode_jpeg_scaled(data, spec.image_size) if fmt == "JPEG" else None
-            if pixels is None:
-                if img is None:
-                    img = Image.open(io.BytesIO(data), formats=[fmt])
-                pixels = _decode_with_pillow(img, fmt, spec.image_size)
-            pixels = _shrink(pixels, spec.image_size)
-            if orientation in _EXIF_TRANSPOSE:
-                # Undone on the small image: cheap, and it keeps the reduced decode.
-                pixels = np.asarray(Image.fromarray(pixels).transpose(_EXIF_TRANSPOSE[orientation]))
-            encoded = simplejpeg.encode_jpeg(
-                np.ascontiguousarray(pixels), quality=spec.quality, colorspace="RGB", colorsubsampling="420"
-            )
-        except Exception as exc:  # noqa: BLE001 - truncated / corrupt pixel data
-            out["error"] = f"corrupt or truncated {fmt.lower()}: {type(exc).__name__}"
+            header = _read_header(data, fmt)
+            out["orig_width"], out["orig_height"] = width, height = _upright_size(header, fmt, spec)
+            _filter(width, height, spec)
+            pixels, encoded = _render(data, fmt, header, spec)
+        except _Rejected as rejected:
+            out["status"], out["error"] = rejected.status, rejected.error
             return out
     out["status"] = "ok"
     out["height"], out["width"] = pixels.shape[:2]
     out["phash"] = phash(pixels)
     out["image"] = encoded
     return out
+
+
+def _read_header(data: bytes, fmt: str) -> _Header:
+    """Size and orientation from the header; raises ``_Rejected`` for a bomb or an unreadable header."""
+    header = _plain_jpeg_header(data) if fmt == "JPEG" else None
+    if header is not None:  # the common case: size from libjpeg-turbo, no EXIF, so upright
+        return _Header(header[0], header[1], 1, None)
+    try:
+        img = Image.open(io.BytesIO(data), formats=[fmt])  # lazy: parses the header only
+    except Image.DecompressionBombError:  # > 2x Pillow's own limit: refused inside open()
+        size = declared_size(data, fmt)
+        raise _Rejected(f"decompression bomb: {size[0]}x{size[1]} px" if size else "decompression bomb") from None
+    except Exception as exc:  # noqa: BLE001 - any parser error means "not decodable"
+        raise _Rejected(f"cannot open {fmt.lower()}: {type(exc).__name__}") from None
+    try:
+        orientation = int(img.getexif().get(_ORIENTATION_TAG, 1) or 1)
+    except Exception:  # noqa: BLE001 - a broken EXIF block is not worth losing the image
+        orientation = 1
+    return _Header(img.size[0], img.size[1], orientation, img)
+
+
+def _upright_size(header: _Header, fmt: str, spec: ImageSpec) -> tuple[int, int]:
+    """The source's (width, height) once upright; raises ``_Rejected`` for a bad header or a bomb."""
+    w, h = header.width, header.height
+    if w <= 0 or h <= 0:
+        raise _Rejected(f"bad {fmt.lower()} header: {w}x{h} px")
+    if w * h > spec.max_pixels:
+        raise _Rejected(f"decompression bomb: {w}x{h} px")
+    return (h, w) if header.orientation in (5, 6, 7, 8) else (w, h)
+
+
+def _filter(width: int, height: int, spec: ImageSpec) -> None:
+    """Raise ``_Rejected`` (status "filtered") for a source too small or too elongated."""
+    short, long_ = min(width, height), max(width, height)
+    if spec.min_size and short < spec.min_size:
+        raise _Rejected(f"too small: {width}x{height} px, short side < {spec.min_size}", "filtered")
+    if spec.max_aspect_ratio and long_ / short > spec.max_aspect_ratio:
+        raise _Rejected(f"aspect ratio {long_ / short:.2f} > {spec.max_aspect_ratio:g}", "filtered")
+
+
+def _render(data: bytes, fmt: str, header: _Header, spec: ImageSpec) -> tuple[np.ndarray, bytes]:
+    """Decode (reduced where possible), shrink, make upright and re-encode: (pixels, JPEG bytes)."""
+    try:
+        pixels = _decode_jpeg_scaled(data, spec.image_size) if fmt == "JPEG" else None
+        if pixels is None:
+            img = header.img if header.img is not None else Image.open(io.BytesIO(data), formats=[fmt])
+            pixels = _decode_with_pillow(img, fmt, spec.image_size)
+        pixels = _shrink(pixels, spec.image_size)
+        if header.orientation in _EXIF_TRANSPOSE:
+            # Undone on the small image: cheap, and it keeps the reduced decode.
+            pixels = np.asarray(Image.fromarray(pixels).transpose(_EXIF_TRANSPOSE[header.orientation]))
+        encoded = simplejpeg.encode_jpeg(
+            np.ascontiguousarray(pixels), quality=spec.quality, colorspace="RGB", colorsubsampling="420"
+        )
+    except Exception as exc:  # noqa: BLE001 - truncated / corrupt pixel data
+        raise _Rejected(f"corrupt or truncated {fmt.lower()}: {type(exc).__name__}") from None
+    return pixels, encoded
 
 
 def configure_worker() -> None:

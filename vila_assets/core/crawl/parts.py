@@ -121,82 +121,120 @@ def run_parts(
     is called whenever it changes. If a process fails, the others are stopped (``stop`` is set for the
     local part) and ``RuntimeError`` carries its traceback; the checkpoint keeps every flushed row.
     """
-    # spawn, not fork: the caller may be threaded (Dagster, a test web server).
-    ctx = multiprocessing.get_context("spawn")
-    events = ctx.Queue() if parts > 1 else None
-    counter = ctx.Value("q", 0) if parts > 1 else None
-    procs = [
-        ctx.Process(target=_child, args=(child_body, k, parts, child_args, events, counter, os.getpid()),
-                    name=f"vila-crawl-{k}", daemon=True)
-        for k in range(1, parts)
-    ]
-    base = RowTally(tally.done, tally.bytes, dict(tally.counts), dict(tally.errors))
-    own = RowTally()
-    latest = [own] + [RowTally() for _ in procs]
-    lock = threading.Lock()
-    stop = threading.Event()
-    failure: list[str] = []
+    progress = _PartProgress(tally, parts, on_rows)
+    children = _Children(child_body, child_args, parts, progress)
+    try:
+        children.start()
+        try:
+            local_body(progress.latest[0], progress.refresh, children.stop, children.dealer())
+        except PartFailed:
+            pass  # the reason is in ``children.failure``
+        children.wait()
+        progress.refresh(final=True)
+    finally:
+        children.close()
 
-    def refresh(final: bool = False) -> None:
-        with lock:
-            _combine(tally, base, latest, with_errors=final)
-            on_rows()
 
-    def collect() -> None:
-        pending = set(range(1, parts))
+class _PartProgress:
+    """Every part's latest ``RowTally`` (part 0's is updated in place by the local part), summed into
+    the caller's ``tally`` on each ``refresh``."""
+
+    def __init__(self, tally: RowTally, parts: int, on_rows: Callable[[], None]) -> None:
+        self.tally = tally
+        self.base = RowTally(tally.done, tally.bytes, dict(tally.counts), dict(tally.errors))
+        self.latest = [RowTally() for _ in range(parts)]
+        self.on_rows = on_rows
+        self._lock = threading.Lock()  # the local part and the collector thread both refresh
+
+    def refresh(self, final: bool = False) -> None:
+        with self._lock:
+            _combine(self.tally, self.base, self.latest, with_errors=final)
+            self.on_rows()
+
+
+class _Children:
+    """Crawler processes 1..parts-1 of one crawl and the thread that collects their messages into
+    ``progress``. The first failure lands in ``failure`` and sets ``stop``."""
+
+    def __init__(self, child_body: Callable, child_args: tuple, parts: int, progress: _PartProgress) -> None:
+        # spawn, not fork: the caller may be threaded (Dagster, a test web server).
+        ctx = multiprocessing.get_context("spawn")
+        self.parts = parts
+        self.progress = progress
+        self.events = ctx.Queue() if parts > 1 else None
+        self.counter = ctx.Value("q", 0) if parts > 1 else None
+        self.procs = [
+            ctx.Process(target=_child, args=(child_body, k, parts, child_args, self.events, self.counter, os.getpid()),
+                        name=f"vila-crawl-{k}", daemon=True)
+            for k in range(1, parts)
+        ]
+        self.stop = threading.Event()
+        self.failure: str | None = None
+        self._collector = threading.Thread(target=self._collect, name="crawl-parts", daemon=True)
+
+    def dealer(self) -> BlockDealer:
+        return BlockDealer(self.counter)
+
+    def start(self) -> None:
+        for p in self.procs:
+            p.start()
+        if self.procs:
+            self._collector.start()
+
+    def wait(self) -> None:
+        """Until every child reported its last rows; ``RuntimeError`` if one failed."""
+        if self.procs:
+            self._collector.join()
+        if self.failure is not None:
+            raise RuntimeError(self.failure)
+
+    def _fail(self, reason: str) -> None:
+        self.failure = reason
+        self.stop.set()
+
+    def _collect(self) -> None:
+        pending = set(range(1, self.parts))
         exited_at: dict[int, float] = {}
-        while pending and not stop.is_set():
+        while pending and not self.stop.is_set():
             try:
-                kind, k, payload = events.get(timeout=0.2)
+                kind, k, payload = self.events.get(timeout=0.2)
             except queue.Empty:
-                for k in sorted(pending):
-                    code = procs[k - 1].exitcode
-                    if code is not None and code != 0:
-                        failure.append(f"crawler process {k} of {parts} died (exit code {code})")
-                        stop.set()
-                        return
-                    # Exited cleanly: its last message is flushed before exit, so give it a moment.
-                    if code == 0 and time.monotonic() - exited_at.setdefault(k, time.monotonic()) > 5:
-                        failure.append(f"crawler process {k} of {parts} exited without reporting its rows")
-                        stop.set()
-                        return
+                if (reason := self._exit_problem(pending, exited_at)) is not None:
+                    self._fail(reason)
+                    return
                 continue
             if kind == "failed":
-                failure.append(f"crawler process {k} of {parts} failed:\n{payload}")
-                stop.set()
+                self._fail(f"crawler process {k} of {self.parts} failed:\n{payload}")
                 return
-            latest[k] = payload
+            self.progress.latest[k] = payload
             if kind == "done":
                 pending.discard(k)
-            refresh()
+            self.progress.refresh()
 
-    collector = threading.Thread(target=collect, name="crawl-parts", daemon=True)
-    try:
-        for p in procs:
-            p.start()
-        if procs:
-            collector.start()
-        try:
-            local_body(own, refresh, stop, BlockDealer(counter))
-        except PartFailed:
-            pass  # the reason is in ``failure``
-        if procs:
-            collector.join()
-        if failure:
-            raise RuntimeError(failure[0])
-        refresh(final=True)
-    finally:
-        stop.set()
-        if collector.is_alive():
-            collector.join(timeout=5)
-        for p in procs:
+    def _exit_problem(self, pending: set[int], exited_at: dict[int, float]) -> str | None:
+        """Why a child still ``pending`` (not yet "done") is gone, if one is."""
+        for k in sorted(pending):
+            code = self.procs[k - 1].exitcode
+            if code is not None and code != 0:
+                return f"crawler process {k} of {self.parts} died (exit code {code})"
+            # Exited cleanly: its last message is flushed before exit, so give it a moment.
+            if code == 0 and time.monotonic() - exited_at.setdefault(k, time.monotonic()) > 5:
+                return f"crawler process {k} of {self.parts} exited without reporting its rows"
+        return None
+
+    def close(self) -> None:
+        """Stop whatever still runs (after a failure, or an exception in the local part)."""
+        self.stop.set()
+        if self._collector.is_alive():
+            self._collector.join(timeout=5)
+        for p in self.procs:
             if p.is_alive():
                 p.terminate()
-        for p in procs:
+        for p in self.procs:
             if p.pid is not None:
                 p.join(timeout=10)
-        if events is not None:
-            events.close()
+        if self.events is not None:
+            self.events.close()
 
 
 def _combine(tally: RowTally, base: RowTally, latest: list[RowTally], with_errors: bool) -> None:

@@ -55,13 +55,6 @@ def shard_rows(ctx: SourceContext, key: str) -> int:
     return ctx.pick(test=10, demo=20)
 
 
-def env(ctx: SourceContext) -> dict[str, str]:
-    """The tiny CLIP model's scores live on another scale than ViT-B-32's: use its threshold."""
-    from vila_assets.sample_world.tiny_clip import TINY_CLIP_THRESHOLD
-
-    return {"VILA_COYO_MIN_CLIP_SCORE": str(TINY_CLIP_THRESHOLD)}
-
-
 def build(ctx: SourceContext) -> None:
     repo = ctx.repo_dir(REPO_ID)
     (repo / "README.md").write_text(

@@ -61,8 +61,3 @@ def build(ctx: SourceContext) -> None:
             recent = rows[-20:]
             table = pa.Table.from_pylist(rows)
             pq.write_table(table, root / folder / f"part.{part}.parquet", row_group_size=max(1, rows_per_part // 2))
-
-
-def env(ctx: SourceContext) -> dict[str, str]:
-    # The sample is smaller than the miniature repo, so sampling really selects.
-    return {"VILA_FLAN_SAMPLE_SIZE": str(ctx.pick(test=150, demo=3000))}

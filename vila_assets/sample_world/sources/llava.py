@@ -30,7 +30,6 @@ from vila_assets.sample_world.sources import SourceContext
 CC3M_REPO = "liuhaotian/LLaVA-CC3M-Pretrain-595K"
 INSTRUCT_REPO = "liuhaotian/LLaVA-Instruct-150K"
 IMAGE_ROOTS_REPO = "vila-assets/sft-image-roots"
-IMAGE_ROOTS_ENV = "VILA_SFT_IMAGES_REPO"
 
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed entry times: the same seed gives the same zip bytes
 _SIZE = (80, 60)
@@ -236,7 +235,3 @@ def build(ctx: SourceContext) -> None:
     _build_cc3m(ctx)
     _build_instruct(ctx)
     _build_image_roots(ctx)
-
-
-def env(ctx: SourceContext) -> dict[str, str]:
-    return {IMAGE_ROOTS_ENV: IMAGE_ROOTS_REPO}

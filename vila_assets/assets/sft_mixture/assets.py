@@ -1,5 +1,4 @@
-"""The SFT mixture (stage 3): a manifest + VILA-style registry over mix665k, VFLAN and ShareGPT4V, rebuilt
-automatically whenever a component materializes.
+"""The ``sft_mixture`` asset and its automation condition.
 
 Automation. ``definitions.py`` declares the RUNNING ``AutomationConditionSensorDefinition`` for every asset
 with a condition; this one is ``eager()`` with one addition:
@@ -18,10 +17,16 @@ with a condition; this one is ``eager()`` with one addition:
   ranged runs, and rebuilding the mixture between them would hash a half-old, half-new VFLAN.
 """
 
+import json
+
 import dagster as dg
 
-from vila_assets.core.sft_mixture import MIXTURES, MixtureError, read_components, write_mixture
-from vila_assets.demo_plan import DemoStep
+from vila_assets.assets._checks import Findings
+from vila_assets.assets._metadata import md_table
+from vila_assets.assets.sft_mixture.checks import CHECKS, COMPONENTS_CURRENT, REGISTRY_PATHS_EXIST
+from vila_assets.core.llava_json import sha256_file
+from vila_assets.core.sft_mixture import COMPONENTS, MIXTURES, MixtureError, manifest, read_components, write_mixture
+from vila_assets.core.vila_format import REGISTRY
 from vila_assets.resources.storage import DataRoot
 
 FAMILY = "sft"
@@ -37,6 +42,33 @@ SFT_MIXTURE_CONDITION = (
 ).with_label("eager, not mid-backfill")
 
 
+def _fetch_components(data_root: DataRoot) -> None:
+    """Bring every component into the working copy (a no-op on a local root)."""
+    for name in COMPONENTS:
+        entry = REGISTRY[name]
+        path = data_root.path(entry.data_path.removeprefix("./"))
+        if entry.type == "vflan":
+            data_root.fetch_dir(path)
+        else:
+            data_root.fetch(path)
+
+
+def _check_outputs(findings: Findings, data_root: DataRoot, manifest_path) -> None:
+    written = json.loads(manifest_path.read_text())
+    try:
+        now = manifest(read_components(data_root.path()))["components"]
+    except MixtureError as exc:
+        findings.fail(COMPONENTS_CURRENT.name, "components", str(exc))
+    else:
+        for a, b in zip(written["components"], now):
+            findings.expect(COMPONENTS_CURRENT.name, a["name"], a == b, "changed on disk since it was hashed")
+    for c in written["components"]:
+        for rel in (c["data_path"], c["media_dir"]):
+            if rel:
+                findings.expect(REGISTRY_PATHS_EXIST.name, rel, data_root.path(rel.removeprefix("./")).exists(),
+                                "does not exist")
+
+
 @dg.asset(
     group_name=FAMILY,
     kinds={"python", "yaml"},
@@ -47,74 +79,33 @@ SFT_MIXTURE_CONDITION = (
         dg.AssetDep(VFLAN_ASSET, partition_mapping=dg.AllPartitionMapping()),
     ],
     automation_condition=SFT_MIXTURE_CONDITION,
+    check_specs=[c.spec("sft_mixture") for c in CHECKS],
     description="SFT mixture manifest + VILA-style registry (mix665k, VFLAN, ShareGPT4V); rebuilt on any component update.",
 )
 def sft_mixture(context: dg.AssetExecutionContext, data_root: DataRoot) -> dg.MaterializeResult:
+    _fetch_components(data_root)
     try:
         components = read_components(data_root.path())
     except MixtureError as exc:
         raise dg.Failure(str(exc)) from None
-    out = write_mixture(components, data_root.manifests("sft"))
+    out = write_mixture(components, data_root.manifests(FAMILY))
+    data_root.publish(out.manifest, out.datasets_yaml, out.mixtures_yaml)
+    findings = Findings(CHECKS)
+    _check_outputs(findings, data_root, out.manifest)
     by_name = {c.name: c for c in components}
-    rows = "\n".join(
-        f"| `{c.name}` | {c.dataset_type} | {c.samples} | {c.files} | `{c.sha256[:12]}` |" for c in components
-    )
-    table = "| dataset | type | samples | files | sha256 |\n|---|---|---:|---:|---|\n" + rows
     return dg.MaterializeResult(
         metadata={
-            "components": dg.MetadataValue.md(table),
+            "components": md_table(("dataset", "type", "samples", "files", "sha256"),
+                                   [(f"`{c.name}`", c.dataset_type, c.samples, c.files, f"`{c.sha256[:12]}`")
+                                    for c in components]),
             **{f"samples_{c.name}": c.samples for c in components},
             **{f"mixture_{m}": sum(by_name[p].samples for p in parts) for m, parts in MIXTURES.items()},
             # the paper's stage-3 mixture (3_sft.sh), the number a person looks for first
             "samples": sum(by_name[p].samples for p in MIXTURES["vflan_sharegpt4v_sft"]),
-            "manifest": dg.MetadataValue.path(str(out.manifest)),
-            "registry": dg.MetadataValue.path(str(out.datasets_yaml)),
-            "mixtures": dg.MetadataValue.path(str(out.mixtures_yaml)),
-            "manifest_sha256": _sha(out.manifest.read_bytes()),
-        }
+            "manifest": dg.MetadataValue.path(data_root.url(out.manifest)),
+            "registry": dg.MetadataValue.path(data_root.url(out.datasets_yaml)),
+            "mixtures": dg.MetadataValue.path(data_root.url(out.mixtures_yaml)),
+            "manifest_sha256": sha256_file(out.manifest),
+        },
+        check_results=findings.results(),
     )
-
-
-def _sha(data: bytes) -> str:
-    import hashlib
-
-    return hashlib.sha256(data).hexdigest()
-
-
-@dg.multi_asset_check(
-    specs=[
-        dg.AssetCheckSpec("components_current", asset="sft_mixture",
-                          description="the manifest's counts and hashes match the components on disk now"),
-        dg.AssetCheckSpec("registry_paths_exist", asset="sft_mixture",
-                          description="every registry data_path / media_dir exists under the data root"),
-    ]
-)
-def sft_mixture_checks(data_root: DataRoot):
-    import json
-
-    from vila_assets.core.sft_mixture import manifest
-
-    path = data_root.manifests("sft", "sft_mixture.json")
-    written = json.loads(path.read_text())
-    try:
-        now = manifest(read_components(data_root.path()))
-        stale = [a["name"] for a, b in zip(written["components"], now["components"]) if a != b]
-    except MixtureError as exc:
-        stale = [str(exc)]
-    yield dg.AssetCheckResult(check_name="components_current", asset_key="sft_mixture", passed=not stale,
-                              metadata={"stale": ", ".join(stale)})
-    missing = []
-    for c in written["components"]:
-        for rel in (c["data_path"], c["media_dir"]):
-            if rel and not data_root.path(rel.removeprefix("./")).exists():
-                missing.append(rel)
-    yield dg.AssetCheckResult(check_name="registry_paths_exist", asset_key="sft_mixture", passed=not missing,
-                              metadata={"missing": ", ".join(missing)})
-
-
-defs = dg.Definitions(assets=[sft_mixture], asset_checks=[sft_mixture_checks])
-
-
-def demo_steps(resources: dict, scale: str) -> list[DemoStep]:
-    # After llava (5, 10), sharegpt4v (12) and VFLAN (20). In a deployment the automation sensor does this.
-    return [DemoStep("sft: mixture manifest + registry", ("sft_mixture",), order=30)]

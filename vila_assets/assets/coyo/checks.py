@@ -1,0 +1,35 @@
+"""Checks of the COYO assets (convention: ``vila_assets.assets._checks``); thresholds in ``config.py``."""
+
+from vila_assets.assets._checks import Check
+
+SELECTION_CORRECT = Check(
+    "selection_correct",
+    "re-checked against the shard: every selected row is above the gate and at or above the cut, rank order "
+    "is (score desc, id asc), count = int(0.2 n) or every passing row",
+    blocking=True)
+ENOUGH_ROWS_PASS_GATE = Check(
+    "enough_rows_pass_gate",
+    "at least int(0.2 n) rows pass vitb32 + vitl14 > 0.6 (VILA asserts this and crashes; we select what "
+    "passes and report the shortfall here)",
+    warn=True)
+DOWNLOAD_YIELD = Check(
+    "download_yield", "downloaded / selected >= checks.min_download_yield, for every shard of the run")
+FRESH_SCORE_DISTRIBUTION = Check(
+    "fresh_score_distribution",
+    "every downloaded pair got a fresh score (undecodable share <= checks.max_unscorable_rate); the "
+    "fresh-score histogram is in the metadata",
+    blocking=True)
+DUPLICATE_RATES_BOUNDED = Check(
+    "duplicate_rates_bounded",
+    "kept pairs: exact (sha256) and near (pHash <= 4 bits) duplicate rates within "
+    "checks.max_exact_duplicate_rate / checks.max_near_duplicate_rate")
+VILA_CONTRACT = Check(
+    "vila_contract",
+    "LazyCoyoDataset can read pkl02-split: only .pkl/.count pairs, .count = length, every record has text "
+    "and an image that decodes to RGB, parts equal-size but the last",
+    blocking=True)
+
+SELECTION_CHECKS = (SELECTION_CORRECT, ENOUGH_ROWS_PASS_GATE)
+IMAGES_CHECKS = (DOWNLOAD_YIELD,)
+CLIP_SCORED_CHECKS = (FRESH_SCORE_DISTRIBUTION, DUPLICATE_RATES_BOUNDED)
+SPLIT_CHECKS = (VILA_CONTRACT,)

@@ -1,0 +1,9 @@
+"""LLaVA: CC3M-595K for projector alignment, LLaVA-1.5 mix665k for SFT, and the SFT image roots both the
+SFT files resolve their images against (``assets.py`` describes each; ``checks.py`` also holds the checks
+every published LLaVA-format JSON gets, which ShareGPT4V reuses)."""
+
+import dagster as dg
+
+from vila_assets.assets.llava.assets import llava_cc3m_595k, llava_mix665k, sft_image_roots
+
+defs = dg.Definitions(assets=[sft_image_roots, llava_cc3m_595k, llava_mix665k])

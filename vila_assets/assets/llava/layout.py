@@ -1,0 +1,57 @@
+"""Where the LLaVA family's files are under the data root: VILA's registry paths (the published JSON files
+and the image folders they resolve images against) and the family's reports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from vila_assets.core.vila_format import REGISTRY, registry_path
+from vila_assets.resources.storage import DataRoot
+
+FAMILY = "llava"
+CC3M = "llava_1_5_align"  # registry name of LLaVA-CC3M-Pretrain-595K
+MIX665K = "llava_1_5_sft"  # registry name of llava_v1_5_mix665k
+
+
+def registry_json(data_root: DataRoot, name: str) -> Path:
+    """The local path of registry dataset ``name``'s data file."""
+    return registry_path(name, data_root.path())
+
+
+def registry_images(data_root: DataRoot, name: str) -> Path:
+    """The folder VILA joins registry dataset ``name``'s image paths to."""
+    return data_root.path(REGISTRY[name].image_path.removeprefix("./"))
+
+
+@dataclass(frozen=True)
+class LlavaLayout:
+    data_root: DataRoot
+
+    def image_root(self, rel: str = "") -> Path:
+        """An image root (``coco/train2017``) under ``playground/data``; ``""`` the base of them all."""
+        return self.data_root.playground(rel) if rel else self.data_root.playground()
+
+    @property
+    def cc3m_json(self) -> Path:
+        return registry_json(self.data_root, CC3M)
+
+    @property
+    def cc3m_images(self) -> Path:
+        return registry_images(self.data_root, CC3M)
+
+    @property
+    def mix665k_json(self) -> Path:
+        return registry_json(self.data_root, MIX665K)
+
+    @property
+    def mix665k_images(self) -> Path:
+        return registry_images(self.data_root, MIX665K)
+
+    @property
+    def cc3m_report(self) -> Path:
+        return self.data_root.reports(FAMILY, "cc3m_595k_image_problems.json")
+
+    @property
+    def mix665k_report(self) -> Path:
+        return self.data_root.reports(FAMILY, "mix665k_image_roots.json")

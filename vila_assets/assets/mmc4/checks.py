@@ -1,0 +1,33 @@
+"""Checks of the MMC4 assets (convention: ``vila_assets.assets._checks``): evaluated per shard in the
+asset body, one result per run naming the failing shards. Thresholds: the ``checks`` sections of
+``config.py``."""
+
+from vila_assets.assets._checks import Check
+
+IMAGE_YIELD = Check(
+    "image_yield_above_threshold",
+    "ok images / images of valid docs >= checks.min_image_yield, for every shard of the run",
+    blocking=True)
+DOC_YIELD = Check(
+    "doc_yield_above_threshold",
+    "docs written / docs read >= checks.min_doc_yield, for every shard of the run",
+    blocking=True)
+NO_EXACT_DUPLICATES = Check(
+    "no_exact_duplicate_images",
+    "no two images of a written shard have the same JPEG bytes (sha256), read back from the pickle",
+    blocking=True)
+# Near duplicates are the web's (re-encoded copies), not ours to fix: reported, never blocking.
+NEAR_DUPLICATE_RATE = Check(
+    "near_duplicate_rate_bounded",
+    "share of images with a pHash neighbour (hamming <= checks.near_duplicate_distance) "
+    "<= checks.max_near_duplicate_rate",
+    warn=True)
+VILA_CONTRACT = Check(
+    "vila_contract",
+    "LazyMMC4Dataset can read the shard, read back from disk: .pkl/.count paired and equal, only pairs in "
+    "pkl-core, text_list present, image_base64 decodes as JPEG -> RGB, matched_text_index in range, "
+    "similarity_matrix rows >= images",
+    blocking=True)
+
+IMAGES_CHECKS = (IMAGE_YIELD,)
+CORE_SHARD_CHECKS = (DOC_YIELD, NO_EXACT_DUPLICATES, NEAR_DUPLICATE_RATE, VILA_CONTRACT)

@@ -1,0 +1,4 @@
+"""placeholder: being rewritten"""
+import dagster as dg
+
+defs = dg.Definitions()

@@ -1,0 +1,31 @@
+"""Run config of ``sharegpt4v_filtered``: record strictness, the filter rules' thresholds, and the checks'."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import dagster as dg
+
+from vila_assets.assets.llava.config import RecordsConfig
+from vila_assets.core.sharegpt4v import FilterRules
+
+_DEFAULT_RULES = FilterRules()
+
+
+class ShareGPT4VChecks(dg.Config):
+    # VILA kept ~96% (cap100k) and ~97.5% (PT); far less means a broken rule
+    min_yield: float = 0.8
+
+
+class ShareGPT4VConfig(RecordsConfig):
+    include_pretrain: bool = True  # also filter the 1246k Share-Captioner PT set
+    sam_id_pattern: str = _DEFAULT_RULES.sam_id_pattern
+    max_sentence_repeats: int = _DEFAULT_RULES.max_sentence_repeats
+    min_sentence_chars: int = _DEFAULT_RULES.min_sentence_chars
+    ngram_size: int = _DEFAULT_RULES.ngram_size
+    min_ngrams: int = _DEFAULT_RULES.min_ngrams
+    max_ngram_repeat_ratio: float = _DEFAULT_RULES.max_ngram_repeat_ratio
+    checks: ShareGPT4VChecks = ShareGPT4VChecks()
+
+    def rules(self) -> FilterRules:
+        return FilterRules(**{k: getattr(self, k) for k in asdict(_DEFAULT_RULES)})

@@ -1,0 +1,22 @@
+"""The sample world's sizes and names that a deployment profile needs (``vila_assets.profiles``):
+what differs from production because the miniature sources are small."""
+
+from __future__ import annotations
+
+from vila_assets.core.coyo import SHARD_KEYS
+from vila_assets.sample_world.sources.llava import IMAGE_ROOTS_REPO
+
+__all__ = ["COYO_SAMPLES_PER_PART", "IMAGE_ROOTS_REPO", "coyo_demo_shards", "flan_sample_size"]
+
+# ~150 COYO samples survive in the sample world; parts of 32 show the equal-size + remainder layout.
+COYO_SAMPLES_PER_PART = 32
+
+
+def flan_sample_size(scale: str) -> int:
+    """Smaller than the miniature FLAN repo, so sampling really selects."""
+    return 150 if scale == "test" else 3000
+
+
+def coyo_demo_shards(scale: str) -> tuple[str, ...]:
+    """The first shards are the big ones of the sample world (the rest hold a handful of rows)."""
+    return tuple(SHARD_KEYS[:4] if scale == "test" else SHARD_KEYS[:8])
