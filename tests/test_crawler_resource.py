@@ -8,6 +8,7 @@ import logging
 import typing
 
 import dagster as dg
+import pydantic
 import pytest
 
 from vila_assets.core.crawl import CrawlConfig, CrawlOption, ProgressLog, crawl_options
@@ -87,7 +88,7 @@ def test_a_non_default_value_of_every_option_reaches_the_crawl_config_from_each_
 
 def test_the_resource_rejects_an_unknown_http_backend():
     assert typing.get_args(typing.get_type_hints(CrawlConfig)["http_backend"]) == ("aiohttp", "httpx")
-    with pytest.raises(Exception, match="http_backend"):
+    with pytest.raises(pydantic.ValidationError, match="http_backend"):
         ImageCrawler(http_backend="curl")
 
 

@@ -43,7 +43,9 @@ class CrawlConfig:
         flag="--allow-network", metavar="CIDR",
     )
     max_bytes: int = _option(20 * 2**20, "largest response body in bytes; a bigger download is abandoned")
-    max_pixels: int = _option(64_000_000, "largest source image in pixels (width x height); more is a decompression bomb")
+    max_pixels: int = _option(
+        64_000_000, "largest source image in pixels (width x height); more is a decompression bomb"
+    )
     max_redirects: int = _option(5, "redirects followed per URL")
     user_agent: str = _option(DEFAULT_USER_AGENT, "User-Agent header; its first word is our X-Robots-Tag agent name")
     backoff_base: float = _option(0.5, "first retry delay in seconds (doubling per attempt, with jitter)")
@@ -52,11 +54,15 @@ class CrawlConfig:
         0, "crawler processes, each with its own event loop and imaging threads (0 = one per usable CPU)", tuning=True
     )
     workers: int = _option(2, "imaging threads (decode, resize, encode) per crawler process", tuning=True)
-    http_backend: HttpBackend = _option("aiohttp", "wire layer under the httpx client: aiohttp (fast) or httpx", tuning=True)
+    http_backend: HttpBackend = _option(
+        "aiohttp", "wire layer under the httpx client: aiohttp (fast) or httpx", tuning=True
+    )
     event_loop: EventLoop = _option(
         "uvloop", "event loop: uvloop (asyncio where it is not installed) or asyncio", tuning=True
     )
-    checkpoint_rows: int = _option(256, "flush finished rows to the resume checkpoint every this many rows ...", tuning=True)
+    checkpoint_rows: int = _option(
+        256, "flush finished rows to the resume checkpoint every this many rows ...", tuning=True
+    )
     checkpoint_s: float = _option(5.0, "... or every this many seconds", flag="--checkpoint-seconds", tuning=True)
 
     def __post_init__(self) -> None:

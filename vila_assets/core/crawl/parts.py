@@ -5,8 +5,9 @@ Each process (the calling one runs part 0) has its own event loop and imaging th
 input in blocks of ``PART_BLOCK`` consecutive rows from a shared counter (``BlockDealer``): whoever is
 free takes the next block, so a process that started later or met slow hosts simply takes fewer. Every
 process reads the input itself and checkpoints into the shared ``.checkpoint`` folder under its own
-chunk names, so nothing but a counter and small progress messages cross a process boundary. A process dies with its parent (``PR_SET_PDEATHSIG`` on Linux, a watchdog thread
-elsewhere): after a ``kill -9`` of the crawl no orphan keeps writing chunks into a folder a rerun uses.
+chunk names, so nothing but a counter and small progress messages cross a process boundary. A process
+dies with its parent (``PR_SET_PDEATHSIG`` on Linux, a watchdog thread elsewhere): after a ``kill -9``
+of the crawl no orphan keeps writing chunks into a folder a rerun uses.
 """
 
 from __future__ import annotations
