@@ -55,7 +55,7 @@ def main() -> None:
     results = {}
     for label, extra in (("default allocator settings", {}), ("jemalloc decay 0", JEMALLOC_DECAY)):
         res = subprocess.run(
-            [sys.executable, "-c", CHILD, str(shard), str(out_dir / "selection.parquet"), str(args.bucket_rows)],
+            [sys.executable, "-c", CHILD, str(shard), str(out_dir / f"selection-{args.rows}.parquet"), str(args.bucket_rows)],
             check=True,
             capture_output=True,
             text=True,

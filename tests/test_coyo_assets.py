@@ -6,90 +6,55 @@ import os
 import pickle
 import re
 import shutil
+import uuid
 from pathlib import Path
 
 import dagster as dg
+import fsspec
 import polars as pl
 import pytest
 
-from vila_assets.assets import coyo as coyo_assets
+from tests.dagster_runs import (
+    check_results,
+    defs_for,
+    failure_text,
+    materializations,
+    op_config,
+    partition_metadata,
+    profile_for,
+    run,
+)
+from vila_assets.assets.coyo.layout import CoyoLayout
 from vila_assets.core import coyo
-from vila_assets.core.vila_format import decode_base64_image, loader_shards, registry_path
+from vila_assets.core.coyo_rescore import DROP_BELOW
+from vila_assets.core.vila_format import decode_base64_image, loader_shards
+from vila_assets.definitions import build_definitions
+from vila_assets.profiles import data_root_at
 from vila_assets.resources.clip import ClipScorer
-from vila_assets.resources.config import default_resources
-from vila_assets.sample_world.world import SampleWorld
+from vila_assets.resources.storage import FsspecDataRoot
 
-from vila_assets.sample_world.world import world_env
+RANGE = ("00000", "00001", "00002")  # the big two and the shortfall one
+SHARD_ASSETS = ["coyo_metadata_shard", "coyo_selection", "coyo_images", "coyo_clip_scored"]
+SPLIT_OF_8 = op_config("coyo_split", samples_per_part=8, checks={"decode_per_part": 1000})
 
-RANGE = ("00000", "00001", "00002")
-
-
-def _resources(data_root: Path) -> dict:
-    res = default_resources()
-    if res["clip"].hf_endpoint is None and os.environ.get("VILA_CLIP_MODEL", "").startswith("hf-hub:"):
-        # default_resources() does not (yet) hand VILA_HF_ENDPOINT to the scorer; point it at the world's hub.
-        res["clip"] = ClipScorer(model=os.environ["VILA_CLIP_MODEL"], pretrained=None,
-                                 hf_endpoint=os.environ["VILA_HF_ENDPOINT"], cache_dir=str(data_root / "cache" / "clip"))
-    return res
-
-
-def _run(defs: dg.Definitions, instance, assets, keys=None, run_config=None):
-    job = defs.resolve_implicit_global_asset_job_def()
-    tags = {}
-    partition_key = None
-    if keys and len(keys) == 1:
-        partition_key = keys[0]
-    elif keys:
-        tags = {"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]}
-    return job.execute_in_process(
-        asset_selection=[dg.AssetKey(a) for a in assets], partition_key=partition_key, tags=tags,
-        run_config=run_config, instance=instance, raise_on_error=False,
-    )
-
-
-def _checks(result) -> dict[str, tuple[bool, str]]:
-    out = {}
-    for ev in result.all_events:
-        if ev.event_type_value == "ASSET_CHECK_EVALUATION":
-            d = ev.event_specific_data
-            out[d.check_name] = (d.passed, d.description or "")
-    return out
-
-
-def _failure_text(result) -> str:
-    """Every failure message of a run, with the error (and a dg.Failure's description) behind it."""
-    out = []
-    for ev in result.all_events:
-        if not ev.is_failure:
-            continue
-        out.append(ev.message or "")
-        data = getattr(ev, "step_failure_data", None) if ev.is_step_failure else None
-        if data is not None:
-            if data.error is not None:
-                out.append(data.error.to_string())
-            if data.user_failure_data is not None:
-                out.append(data.user_failure_data.description or "")
-    return "\n".join(out)
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def coyo_run(tmp_path_factory, tiny_clip_cache):
-    """One ranged run over three shards (the big two and the shortfall one), then the split."""
-    tmp = tmp_path_factory.mktemp("coyo")
-    data_root = tmp / "data"
-    with SampleWorld(tmp / "world", scale="test", families=["coyo"], clip=True, model_cache=tiny_clip_cache) as world:
-        with world_env(world, data_root), dg.instance_for_test() as instance:
-            defs = dg.Definitions(assets=coyo_assets.ASSETS, resources=_resources(data_root))
-            shards = _run(defs, instance, [a.key.path[-1] for a in coyo_assets.SHARD_ASSETS], RANGE)
-            split_cfg = {"ops": {"coyo_split": {"config": {"samples_per_part": 8, "decode_per_part": 1000}}}}
-            split = _run(defs, instance, ["coyo_split"], run_config=split_cfg)
-            yield {"world": world, "data_root": data_root, "instance": instance, "defs": defs,
-                   "shards": shards, "split": split}
+def coyo_run(sample_world, tmp_path_factory):
+    """One ranged run over three shards, then the split into parts of 8."""
+    data_root = tmp_path_factory.mktemp("coyo") / "data"
+    defs = defs_for(sample_world, data_root)
+    with dg.instance_for_test() as instance:
+        shards = run(defs, instance, SHARD_ASSETS, RANGE)
+        split = run(defs, instance, ["coyo_split"], run_config=SPLIT_OF_8)
+        yield {"world": sample_world, "data_root": data_root, "layout": CoyoLayout(data_root_at(str(data_root))),
+               "instance": instance, "defs": defs, "shards": shards, "split": split}
 
 
-def _manifests(data_root: Path) -> pl.DataFrame:
-    return pl.concat([pl.read_parquet(data_root / "manifests" / "coyo" / "samples" / f"{k}.parquet")
-                      .with_columns(pl.lit(k).alias("shard")) for k in RANGE])
+def _manifests(layout: CoyoLayout) -> pl.DataFrame:
+    return pl.concat([pl.read_parquet(layout.samples_manifest(k)).with_columns(pl.lit(k).alias("shard"))
+                      for k in RANGE])
 
 
 def _planted(man: pl.DataFrame) -> pl.DataFrame:
@@ -109,24 +74,38 @@ def _planted(man: pl.DataFrame) -> pl.DataFrame:
 
 def test_ranged_run_succeeds_and_checks_report(coyo_run):
     res = coyo_run["shards"]
-    assert res.success, _failure_text(res)
-    checks = _checks(res)
-    assert checks["selection_correct"][0]
-    assert checks["download_yield"][0]
-    assert checks["fresh_score_distribution"][0]
-    assert checks["duplicate_rates_bounded"][0]
+    assert res.success, failure_text(res)
+    checks = check_results(res)
+    for name in ("coyo_selection:selection_correct", "coyo_images:download_yield",
+                 "coyo_clip_scored:fresh_score_distribution", "coyo_clip_scored:duplicate_rates_bounded"):
+        assert checks[name].passed, (name, checks[name].description)
+        assert checks[name].metadata["checked"].value == len(RANGE)  # one result covers the range
     # Shard 00002 has too few rows above the gate: reported (a WARN check), not a crash as in VILA.
-    passed, text = checks["enough_rows_pass_gate"]
-    assert not passed and text.startswith("00002:") and "short of 8" in text
+    short = checks["coyo_selection:enough_rows_pass_gate"]
+    assert not short.passed and short.severity == dg.AssetCheckSeverity.WARN
+    assert "00002: " in short.description and "short of 8" in short.description
+    assert "00000" not in short.description and "00001" not in short.description
     inst = coyo_run["instance"]
-    for asset in ("coyo_metadata_shard", "coyo_selection", "coyo_images", "coyo_clip_scored"):
+    for asset in SHARD_ASSETS:
         assert inst.get_materialized_partitions(dg.AssetKey(asset)) == set(RANGE)
-    ev = inst.get_latest_materialization_event(dg.AssetKey("coyo_metadata_shard")).asset_materialization
-    assert re.fullmatch(r"[0-9a-f]{40}", ev.metadata["sha"].value)
+    assert re.fullmatch(r"[0-9a-f]{40}", materializations(res)["coyo_metadata_shard"]["sha"])
+    assert partition_metadata(inst, "coyo_selection", "00000")["selected"] == 40
+
+
+def test_fresh_threshold_is_the_clip_resources_and_the_histogram_is_in_the_check(coyo_run):
+    from vila_assets.sample_world.tiny_clip import TINY_CLIP_THRESHOLD
+
+    md = materializations(coyo_run["shards"])["coyo_clip_scored"]
+    assert md["threshold"] == TINY_CLIP_THRESHOLD
+    assert partition_metadata(coyo_run["instance"], "coyo_clip_scored", "00000")["threshold"] == TINY_CLIP_THRESHOLD
+    hist = check_results(coyo_run["shards"])["coyo_clip_scored:fresh_score_distribution"].metadata["histogram"].value
+    assert hist.startswith("![scores](data:image/png;base64,") and "← threshold" in hist
+    for key in RANGE:  # the report PNGs a person opens
+        assert coyo_run["layout"].fresh_scores_png(key).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_rescore_removes_planted_placeholders_and_mismatches_and_keeps_real_pairs(coyo_run):
-    man = _planted(_manifests(coyo_run["data_root"]))
+    man = _planted(_manifests(coyo_run["layout"]))
     ok = man.filter(pl.col("crawl_status") == "ok")
     bad = ok.filter(pl.col("kind").is_in(["placeholder", "mismatch"]))
     good = ok.filter(pl.col("kind") == "match")
@@ -141,11 +120,11 @@ def test_rescore_removes_planted_placeholders_and_mismatches_and_keeps_real_pair
 
 
 def test_per_shard_pickle_is_vila_records_in_rank_order(coyo_run):
-    data_root = coyo_run["data_root"]
+    layout = coyo_run["layout"]
     for key in RANGE:
-        with open(data_root / "staging" / "coyo" / "pkl" / f"{key}.pkl", "rb") as fh:
+        with open(layout.shard_pickle(key), "rb") as fh:
             records = pickle.load(fh)
-        man = pl.read_parquet(data_root / "manifests" / "coyo" / "samples" / f"{key}.parquet").filter(pl.col("kept"))
+        man = pl.read_parquet(layout.samples_manifest(key)).filter(pl.col("kept"))
         assert [r["id"] for r in records] == man["id"].to_list()
         assert man["rank"].is_sorted()
         for r in records:
@@ -155,9 +134,9 @@ def test_per_shard_pickle_is_vila_records_in_rank_order(coyo_run):
 
 def test_split_parts_are_equal_size_but_one_remainder_and_readable_like_lazycoyodataset(coyo_run):
     res = coyo_run["split"]
-    assert res.success, _failure_text(res)
-    assert _checks(res)["vila_contract"][0]
-    out = registry_path("coyo", coyo_run["data_root"])
+    assert res.success, failure_text(res)
+    assert check_results(res)["coyo_split:vila_contract"].passed
+    out = coyo_run["layout"].split_dir()
     assert out == coyo_run["data_root"] / "playground" / "data" / "coyo-700m" / "pkl02-split"
     names = os.listdir(out)
     assert all(re.fullmatch(r"part-\d{5}\.(pkl|count)", n) for n in names)
@@ -165,7 +144,7 @@ def test_split_parts_are_equal_size_but_one_remainder_and_readable_like_lazycoyo
     sizes = [s.count for s in shards]
     assert len(shards) == len(names) // 2 >= 2
     assert all(n == 8 for n in sizes[:-1]) and 0 < sizes[-1] <= 8
-    kept = _manifests(coyo_run["data_root"]).filter(pl.col("kept"))
+    kept = _manifests(coyo_run["layout"]).filter(pl.col("kept"))
     assert sum(sizes) == kept.height  # nothing dropped, the short last part included
     ids = []
     for s in shards:  # LazyCoyoDataset: counts index the loaded list; text (or caption) + base64 JPEG -> RGB
@@ -177,47 +156,87 @@ def test_split_parts_are_equal_size_but_one_remainder_and_readable_like_lazycoyo
             assert decode_base64_image(rec["image"]).mode == "RGB"
             ids.append(rec["id"])
     assert ids == kept.sort(["shard", "rank"])["id"].to_list()  # shard order, then rank
-    md = coyo_run["instance"].get_latest_materialization_event(dg.AssetKey("coyo_split")).asset_materialization.metadata
-    assert md["remainder"].value == sizes[-1] % 8
-    assert md["shards_used"].value == 3 and md["shards_missing"].value == 125
-    assert md["missing_shards"].value == "00003-00127"
+    assert pl.read_parquet(coyo_run["layout"].split_manifest())["id"].to_list() == ids
+    md = materializations(res)["coyo_split"]
+    assert md["remainder"] == sizes[-1] % 8
+    assert md["shards_used"] == 3 and md["shards_missing"] == 125
+    assert md["missing_shards"] == "00003-00127"
 
 
 def test_rerun_gives_identical_selection_and_split_and_removes_stale_parts(coyo_run):
-    data_root, defs, inst = coyo_run["data_root"], coyo_run["defs"], coyo_run["instance"]
-    sel_before = {k: (data_root / "staging" / "coyo" / k / "selection.parquet").read_bytes() for k in RANGE}
-    out = registry_path("coyo", data_root)
+    layout, defs, inst = coyo_run["layout"], coyo_run["defs"], coyo_run["instance"]
+    sel_before = {k: layout.selection(k).read_bytes() for k in RANGE}
+    out = layout.split_dir()
     split_before = {p.name: p.read_bytes() for p in out.iterdir()}
-    with world_env(coyo_run["world"], data_root):
-        res = _run(defs, inst, ["coyo_selection"], RANGE)
-        assert res.success, _failure_text(res)
-        assert {k: (data_root / "staging" / "coyo" / k / "selection.parquet").read_bytes() for k in RANGE} == sel_before
-        cfg = {"ops": {"coyo_split": {"config": {"samples_per_part": 8, "decode_per_part": 1000}}}}
-        assert _run(defs, inst, ["coyo_split"], run_config=cfg).success
-        assert {p.name: p.read_bytes() for p in out.iterdir()} == split_before
-        big = {"ops": {"coyo_split": {"config": {"samples_per_part": 1000}}}}
-        res = _run(defs, inst, ["coyo_split"], run_config=big)
-        assert res.success, _failure_text(res)
-        assert sorted(os.listdir(out)) == ["part-00000.count", "part-00000.pkl"]
-        assert _run(defs, inst, ["coyo_split"], run_config=cfg).success  # leave the 8-per-part split in place
+    res = run(defs, inst, ["coyo_selection"], RANGE)
+    assert res.success, failure_text(res)
+    assert {k: layout.selection(k).read_bytes() for k in RANGE} == sel_before
+    assert run(defs, inst, ["coyo_split"], run_config=SPLIT_OF_8).success
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == split_before
+    res = run(defs, inst, ["coyo_split"], run_config=op_config("coyo_split", samples_per_part=1000))
+    assert res.success, failure_text(res)
+    assert sorted(os.listdir(out)) == ["part-00000.count", "part-00000.pkl"]
+    assert run(defs, inst, ["coyo_split"], run_config=SPLIT_OF_8).success  # leave the 8-per-part split in place
 
 
-def test_missing_or_malformed_shard_fails_with_a_clear_message(tmp_path):
-    with SampleWorld(tmp_path / "world", scale="test", families=["coyo"], clip=False) as world:
-        repo = world.hub_root / "datasets" / coyo.REPO_ID
-        # Before the hub's first request for the repo: its file list is read then.
-        (repo / coyo.shard_filename("00005")).unlink()
-        bad = repo / coyo.shard_filename("00006")
-        pl.read_parquet(bad).drop("clip_similarity_vitl14").with_columns(pl.col("width").cast(pl.String)).write_parquet(bad)
-        with world_env(world, tmp_path / "data"), dg.instance_for_test() as instance:
-            defs = dg.Definitions(assets=coyo_assets.ASSETS, resources=default_resources())
-            missing = _run(defs, instance, ["coyo_metadata_shard"], ["00005"])
-            assert not missing.success
-            text = _failure_text(missing)
-            assert "COYO shard 00005" in text and "no file 'data/part-00005-" in text
-            malformed = _run(defs, instance, ["coyo_metadata_shard"], ["00006"])
-            assert not malformed.success
-            text = _failure_text(malformed)
-            assert "data/part-00006-17da4908-939c-46e5-91d0-15f256041956-c000.snappy.parquet" in text
-            assert "'clip_similarity_vitl14' is missing" in text and "'width' has type" in text
-    shutil.rmtree(tmp_path / "data", ignore_errors=True)
+def test_a_stricter_clip_resource_drops_every_pair_below_its_threshold(coyo_run, tmp_path):
+    """The threshold is the clip resource's min_fresh_score: no run config, no environment."""
+    data_root = tmp_path / "data"
+    shutil.copytree(coyo_run["data_root"], data_root)
+    clip = profile_for(coyo_run["world"], data_root).resources["clip"]
+    strict = ClipScorer(**{**clip.model_dump(), "min_fresh_score": 1.5})  # cosines never reach it
+    with dg.instance_for_test() as instance:
+        res = run(defs_for(coyo_run["world"], data_root, clip=strict), instance, ["coyo_clip_scored"], ["00001"])
+        assert res.success, failure_text(res)
+        assert partition_metadata(instance, "coyo_clip_scored", "00001")["threshold"] == 1.5
+    man = pl.read_parquet(CoyoLayout(data_root_at(str(data_root))).samples_manifest("00001"))
+    scored = man.filter(pl.col("fresh_clip_sim").is_not_null())
+    assert scored.height > 0 and not man["kept"].any()
+    assert (scored["drop_reason"] == DROP_BELOW).all()
+
+
+def test_every_step_publishes_what_the_next_fetches_on_a_remote_root(sample_world, tmp_path):
+    """Each asset runs in its own empty working copy: it can only see what the one before published."""
+    url = f"memory://coyo-{uuid.uuid4().hex}/vila"
+    keys = ("00003", "00004")
+    with dg.instance_for_test() as instance:
+        for i, asset in enumerate([*SHARD_ASSETS, "coyo_split"]):
+            root = FsspecDataRoot(url_root=url, local_cache=str(tmp_path / f"work{i}"))
+            defs = build_definitions(sample_world.profile(root))  # the profile over this machine's own copy
+            res = run(defs, instance, [asset], None if asset == "coyo_split" else keys)
+            assert res.success, (asset, failure_text(res))
+    remote = CoyoLayout(FsspecDataRoot(url_root=url, local_cache=str(tmp_path / "work0")))
+    fs, base = fsspec.core.url_to_fs(url)
+    published = {p.removeprefix(base.rstrip("/") + "/") for p in fs.find(base)}
+
+    def rel(path: Path) -> str:
+        return path.relative_to(tmp_path / "work0").as_posix()
+
+    for key in keys:
+        for path in (remote.source(key), remote.selection(key), remote.selection_summary(key), remote.samples(key),
+                     remote.shard_pickle(key), remote.samples_manifest(key), remote.shard_summary(key),
+                     remote.fresh_scores_png(key)):
+            assert rel(path) in published
+    assert rel(remote.split_manifest()) in published
+    parts = {p for p in published if p.startswith(rel(remote.split_dir()) + "/")}
+    assert parts and all(re.fullmatch(r".*/part-\d{5}\.(pkl|count)", p) for p in parts)
+    assert not any("/_crawl/" in p for p in published)  # scratch stays local
+
+
+def test_missing_or_malformed_shard_fails_with_a_clear_message(make_world, tmp_path):
+    world = make_world(families=["coyo"], clip=False)
+    repo = world.hub_root / "datasets" / coyo.REPO_ID
+    (repo / coyo.shard_filename("00005")).unlink()
+    bad = repo / coyo.shard_filename("00006")
+    pl.read_parquet(bad).drop("clip_similarity_vitl14").with_columns(pl.col("width").cast(pl.String)).write_parquet(bad)
+    defs = defs_for(world, tmp_path / "data")
+    with dg.instance_for_test() as instance:
+        missing = run(defs, instance, ["coyo_metadata_shard"], ["00005"])
+        assert not missing.success
+        text = failure_text(missing)
+        assert "COYO shard 00005" in text and "no file 'data/part-00005-" in text
+        malformed = run(defs, instance, ["coyo_metadata_shard"], ["00006"])
+        assert not malformed.success
+        text = failure_text(malformed)
+        assert "data/part-00006-17da4908-939c-46e5-91d0-15f256041956-c000.snappy.parquet" in text
+        assert "'clip_similarity_vitl14' is missing" in text and "'width' has type" in text

@@ -197,7 +197,7 @@ def test_rescore_drops_below_threshold_and_reranks_an_oversample(tmp_path, sampl
     s = coyo.select_top(shard, sel, coyo.SelectionConfig(oversample=1.25))
     statuses = ["ok"] * s.selected
     statuses[3] = "failed_download"
-    _fake_crawl(sel, tmp_path / "samples.parquet", statuses)
+    _fake_crawl(sel, tmp_path / "crawled.parquet", statuses)
     # A scorer that likes odd ranks and dislikes every fifth pair.
     calls = []
 
@@ -205,7 +205,7 @@ def test_rescore_drops_below_threshold_and_reranks_an_oversample(tmp_path, sampl
         calls.append(len(images))
         return np.array([0.2 if "circle" in t else 0.9 for t in texts], dtype=np.float32)
 
-    summary = rescore_shard(sel, tmp_path / "samples.parquet", score,
+    summary = rescore_shard(sel, tmp_path / "crawled.parquet", score,
                             RescoreConfig(min_fresh_score=0.5, target=s.target, vila_target=s.target, batch_rows=16),
                             tmp_path / "manifest.parquet", tmp_path / "shard.pkl")
     man = pl.read_parquet(tmp_path / "manifest.parquet")
@@ -223,9 +223,12 @@ def test_rescore_drops_below_threshold_and_reranks_an_oversample(tmp_path, sampl
     assert [r["id"] for r in records] == kept["id"].to_list()  # rank order
     assert set(records[0]) == {"id", "url", "text", "clip_sim", "image"}
     assert decode_base64_image(records[0]["image"]).mode == "RGB"
+    # Written by vila_format's one pickle writer: the same records give the same bytes.
+    write_pickled_list(tmp_path / "again.pkl", records)
+    assert (tmp_path / "again.pkl").read_bytes() == (tmp_path / "shard.pkl").read_bytes()
 
 
-def test_shard_pickle_is_vila_formats_streamed_protocol_3_list(tmp_path, sample_shards):
+def test_shard_pickle_is_vila_formats_streamed_protocol_3_list(tmp_path):
     """The per-shard pickle comes from vila_format's one writer: a plain list, loadable, deterministic."""
     recs = [{"id": i, "url": f"u{i}", "text": "t" * (i % 7), "clip_sim": i / 3, "image": "QUJD"} for i in range(2_345)]
     n = write_pickled_list(tmp_path / "a.pkl", iter(recs))  # 2,345 records: three APPENDS batches
@@ -351,12 +354,12 @@ def test_one_crawl_for_several_shards_is_cut_back_per_shard_in_order(tmp_path, s
     rows = pq.read_table(tmp_path / "input.parquet").to_pylist()
     assert rows[40]["key"] == "00003/" + pq.read_table(sels["00003"]).column("key")[0].as_py()
     # What the crawler writes: one row per input row, in input order.
-    write_table(tmp_path / "samples.parquet", [
+    write_table(tmp_path / "crawled.parquet", [
         {"key": r["key"], "url": r["url"], "caption": r["caption"], "status": "failed_download", "attempts": 1}
         for r in rows], SAMPLES_SCHEMA)
     outs = {k: tmp_path / f"samples-{k}.parquet" for k in sels}
-    coyo.split_crawl_samples(tmp_path / "samples.parquet", counts, outs, batch_rows=7)
+    coyo.split_crawl_samples(tmp_path / "crawled.parquet", counts, outs, batch_rows=7)
     for key in sels:
         assert pq.read_table(outs[key]).column("key").to_pylist() == pq.read_table(sels[key]).column("key").to_pylist()
     with pytest.raises(ValueError, match="rows, but the shards' selections hold"):
-        coyo.split_crawl_samples(tmp_path / "samples.parquet", {**counts, "00005": 1}, outs)
+        coyo.split_crawl_samples(tmp_path / "crawled.parquet", {**counts, "00005": 1}, outs)

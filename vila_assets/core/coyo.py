@@ -454,7 +454,7 @@ def write_crawl_input(selections: dict[str, Path], path: str | os.PathLike[str])
 
 def split_crawl_samples(batch_samples: str | os.PathLike[str], counts: dict[str, int], out_paths: dict[str, Path],
                         batch_rows: int = 512) -> None:
-    """Cut a batched crawl's ``samples.parquet`` back into one file per shard (keys unprefixed).
+    """Cut a batched crawl's samples file back into one file per shard (keys unprefixed).
 
     The crawler keeps input order, so each shard is one contiguous block; ``batch_rows`` rows are read at a
     time and each shard's file is written as its rows arrive.

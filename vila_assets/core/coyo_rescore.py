@@ -5,7 +5,7 @@ The 2021 metadata scores describe the images Kakao Brain crawled; today many of 
 placeholder or a different picture. Pairs whose fresh score falls below a threshold are dropped, and the
 agreement between metadata and fresh scores is reported.
 
-Everything streams in rank order: the selection, the crawler's ``samples.parquet`` and the manifest all
+Everything streams in rank order: the selection, the crawler's samples file and the manifest all
 hold one row per selected row in the same order, so they are read in lockstep, ``batch_rows`` at a time.
 """
 
@@ -16,7 +16,6 @@ import os
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
