@@ -11,15 +11,16 @@ from vila_assets.definitions import build_definitions
 from vila_assets.profiles import Profile, data_root_at
 
 
-def profile_for(world, data_root: str | Path, **resources) -> Profile:
-    """The sample-world profile of ``world`` over ``data_root``, with ``resources`` replaced."""
-    profile = world.profile(data_root_at(str(data_root)))
+def profile_for(world, root: str | Path, **resources) -> Profile:
+    """The sample-world profile of ``world`` over the local data root ``root``, with ``resources``
+    replaced (``data_root=FsspecDataRoot(...)`` included)."""
+    profile = world.profile(resources.get("data_root") or data_root_at(str(root)))
     return Profile(profile.name, {**profile.resources, **resources}, profile.partitions, profile.run_config)
 
 
-def defs_for(world, data_root: str | Path, **resources) -> dg.Definitions:
-    """The whole code location on the sample world, outputs under ``data_root``."""
-    return build_definitions(profile_for(world, data_root, **resources))
+def defs_for(world, root: str | Path, **resources) -> dg.Definitions:
+    """The whole code location on the sample world, outputs under ``root``."""
+    return build_definitions(profile_for(world, root, **resources))
 
 
 def run(defs: dg.Definitions, instance: dg.DagsterInstance, assets: Iterable[str],

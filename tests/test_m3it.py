@@ -7,6 +7,7 @@ import pickle
 import random
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from vila_assets.core import m3it
@@ -97,6 +98,17 @@ def test_bad_records_are_counted_with_file_line_and_reason(converted):
     ]
     s = summaries["textcap"]
     assert s.lines == s.records + len(s.invalid)
+    (gqa,) = summaries["gqa"].invalid
+    # the same words every run: Pillow's message names the buffer without its address
+    assert gqa.detail == "image 0: UnidentifiedImageError: cannot identify image file <_io.BytesIO object>"
+
+
+def test_invalid_list_is_a_table_of_file_line_and_reason(converted, tmp_path):
+    _, summaries = converted
+    invalid = [r for s in summaries.values() for r in s.invalid]
+    path = m3it.write_invalid_list(invalid, tmp_path / "m3it_invalid.parquet")
+    assert pq.read_table(path).to_pylist() == [vars(r) for r in invalid]
+    assert pq.read_table(m3it.write_invalid_list([], tmp_path / "none.parquet")).num_rows == 0
 
 
 def test_missing_field_is_reported_not_dropped(tmp_path):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import io
+import hashlib
 import pickle
 
 import pytest
@@ -92,16 +92,19 @@ def test_stale_source_is_detected(tmp_path):
         vflan.build_chunks(plan, layout, [0], tmp_path / "o", tmp_path / "m", tmp_path / "w")
 
 
-def test_pickle_list_writer_loads_as_a_plain_list():
+def test_per_file_pickle_loads_as_a_plain_list_across_batches(tmp_path):
+    # Written by the one VILA pickle writer (vila_format.PickleListWriter), 1000 records per batch.
     shared = "the same str object twice"
-    records = [{"question": shared, "answer": shared, "id": str(i), "image": ["x" * 70_000] * (i % 3)} for i in range(2500)]
-    buf = io.BytesIO()
-    w = vflan.PickleListWriter(buf, flush_records=100)
-    for r in records:
-        w.append(r)
-    w.close()
-    assert pickle.loads(buf.getvalue()) == records
-    assert w.count == 2500
+    records = [vflan.make_record(shared, shared, str(i), ["x" * 70_000] * (i % 3)) for i in range(2500)]
+    layout = vflan.PerFileLayout(tmp_path / "pkl", tmp_path / "pq")
+    with vflan.SourceFileWriter(layout, "text_flan_1m", batch_rows=100) as w:
+        for r in records:
+            w.write(r)
+    data = layout.pickle("text_flan_1m").read_bytes()
+    assert pickle.loads(data) == records
+    assert data[:2] == b"\x80\x03"  # protocol 3, vila_format.PICKLE_PROTOCOL
+    assert w.info == vflan.SourceInfo("text_flan_1m", 2500, hashlib.sha256(data).hexdigest())
+    assert layout.read_info("text_flan_1m") == w.info
 
 
 def test_loader_turns_matches_vilas_parsing():

@@ -3,86 +3,89 @@
 from __future__ import annotations
 
 import pickle
-from pathlib import Path
+import uuid
+from types import SimpleNamespace
 
 import dagster as dg
+import fsspec
 import pytest
 
-from vila_assets.sample_world.world import world_env
-from vila_assets.assets import vflan as vflan_assets
+from tests.dagster_runs import check_results, checks_passed, defs_for, failure_text, materializations, op_config, partition_metadata, run
+from vila_assets.assets.vflan import CHUNK_KEYS
+from vila_assets.assets.vflan.layout import VflanLayout
+from vila_assets.assets.vflan.sources import FlanSource
 from vila_assets.core import m3it as m3it_core
-from vila_assets.core.vflan import loader_turns
+from vila_assets.core.vflan import FLAN_STEM, loader_turns
+from vila_assets.definitions import build_definitions
 from vila_assets.core.vila_format import decode_base64_image, iter_shard_records, loader_shards, registry_path, validate_shard_dir
-from vila_assets.demo import run_steps
-from vila_assets.resources.hub import HubClient
-from vila_assets.resources.storage import DataRoot
-from vila_assets.sample_world.world import SampleWorld
+from vila_assets.resources.storage import FsspecDataRoot, LocalDataRoot
+from vila_assets.sample_world.sizes import flan_sample_size
 
-FAMILIES = ["flan", "m3it"]
-
-
-def _defs(env: dict[str, str]) -> dg.Definitions:
-    # Only the resources these assets use, read from the same environment default_resources() reads.
-    return dg.Definitions.merge(
-        vflan_assets.defs,
-        dg.Definitions(
-            resources={
-                "data_root": DataRoot(root=env["VILA_DATA_ROOT"]),
-                "hub": HubClient(endpoint=env["VILA_HF_ENDPOINT"], cache_dir=env["VILA_HF_CACHE"]),
-            }
-        ),
-    )
-
-
-def _checks(result) -> dict[str, tuple[bool, str]]:
-    out = {}
-    for ev in result.all_events:
-        if ev.event_type_value == "ASSET_CHECK_EVALUATION":
-            d = ev.event_specific_data
-            out[d.check_name] = (d.passed, d.severity.value)
-    return out
+pytestmark = pytest.mark.slow
+SOURCES = ["flan_1m", "m3it_tasks"]
 
 
 @pytest.fixture
 def instance():
-    # In-memory event log: a ranged run over 128 partitions writes ~280 events, ~0.1 s each in SQLite here.
+    # In-memory event log: a ranged run over 128 partitions writes ~400 events, ~0.1 s each in SQLite here.
     with dg.DagsterInstance.ephemeral() as inst:
         yield inst
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    with SampleWorld(tmp_path_factory.mktemp("world"), scale="test", families=FAMILIES, clip=False) as w:
-        yield w
+def built(sample_world, tmp_path_factory):
+    """FLAN + M3IT, then all 128 chunks in one ranged run (what a single_run backfill does)."""
+    root = tmp_path_factory.mktemp("vflan") / "data"
+    defs = defs_for(sample_world, root)
+    with dg.DagsterInstance.ephemeral() as inst:
+        sources = run(defs, inst, SOURCES)
+        chunks = run(defs, inst, ["vflan_chunks"], keys=CHUNK_KEYS)
+        yield SimpleNamespace(root=root, instance=inst, sources=sources, chunks=chunks,
+                              layout=VflanLayout(LocalDataRoot(root=str(root))), out=registry_path("vflan", root))
 
 
-def _materialize_all(world, data_root: Path, instance):
-    """The family's demo steps: FLAN + M3IT, then all 128 chunks in one ranged run."""
-    with world_env(world, data_root) as env:
-        return run_steps(_defs(env), vflan_assets.demo_steps({}, "test"), instance)
+def _flan_records(layout: VflanLayout) -> list[dict]:
+    with open(layout.per_file_outputs(FLAN_STEM)[0], "rb") as fh:
+        return pickle.load(fh)
 
 
-def test_vflan_end_to_end_reads_like_vilas_loader(world, tmp_path, instance):
-    results = _materialize_all(world, tmp_path / "data", instance)
-    assert [r.success for r in results] == [True, True]
-    assert results[1].checks_failed == [] and results[0].checks_failed == []
-    assert results[1].materializations == 128  # one ranged run, every chunk
+def test_sources_materialize_and_pass_their_checks(built, sample_world):
+    assert built.sources.success, failure_text(built.sources)
+    assert checks_passed(built.sources) == {
+        "flan_1m:sample_size": True, "flan_1m:folders_present": True,
+        "m3it_tasks:tasks_present": True, "m3it_tasks:invalid_records": True,
+    }
+    md = materializations(built.sources)
+    assert md["flan_1m"]["records"] == flan_sample_size(sample_world.scale) == 150  # the flan_source resource
+    assert md["m3it_tasks"]["invalid_records"] == 3  # the sample world's three broken M3IT lines
 
-    out = registry_path("vflan", tmp_path / "data")
-    assert out == tmp_path / "data/playground/data/vlm-flan-clean-text1m-nosqa-sharded"
+
+def test_one_ranged_run_writes_every_chunk_and_passes_every_check(built):
+    assert built.chunks.success, failure_text(built.chunks)
+    assert len(built.chunks.get_asset_materialization_events()) == 128  # one run, every chunk
+    assert checks_passed(built.chunks) == {
+        "vflan_chunks:record_schema": True, "vflan_chunks:counts": True,
+        "vflan_chunks:duplicates": True, "vflan_chunks:loader_contract": True,
+    }
+    md = materializations(built.chunks)["vflan_chunks"]
+    assert md["shards_in_run"] == 128 and md["total_planned"] == md["records_in_run"]
+
+
+def test_chunks_read_like_vilas_loader(built):
+    out = built.out
+    assert out == built.root / "playground/data/vlm-flan-clean-text1m-nosqa-sharded"
     assert validate_shard_dir(out) == []
     assert sorted(p.name for p in out.iterdir()) == sorted(f"part-{i:05d}.{e}" for i in range(128) for e in ("pkl", "count"))
     shards = loader_shards(out)
     assert max(s.count for s in shards) - min(s.count for s in shards) <= 1
 
-    flan_n = instance.get_latest_materialization_event(dg.AssetKey("flan_1m")).asset_materialization.metadata["records"].value
-    m3it_n = instance.get_latest_materialization_event(dg.AssetKey("m3it_tasks")).asset_materialization.metadata["records"].value
-    assert flan_n == 150  # VILA_FLAN_SAMPLE_SIZE of the test world
+    md = materializations(built.sources)
+    flan_n, m3it_n = md["flan_1m"]["records"], md["m3it_tasks"]["records"]
     assert sum(s.count for s in shards) == flan_n + m3it_n
 
     # LazyVFlanDataset: .count = length; question/answer/image; FLAN text-only has image []
     flan_seen = dialog_seen = 0
-    for stem, rec in iter_shard_records(out):
+    for _, rec in iter_shard_records(out):
         assert isinstance(rec["question"], str) and isinstance(rec["answer"], str) and isinstance(rec["image"], list)
         if rec["id"].startswith("text_flan_"):
             assert rec["image"] == []
@@ -95,52 +98,108 @@ def test_vflan_end_to_end_reads_like_vilas_loader(world, tmp_path, instance):
             dialog_seen += 1
     assert flan_seen == flan_n and dialog_seen > 0
 
-    per_file = tmp_path / "data/staging/vflan/new-vflan"
-    assert sorted(p.stem for p in per_file.glob("*.pkl")) == sorted(["text_flan_1m", *m3it_core.TASK_STEMS])
-    with open(per_file / "text_flan_1m.pkl", "rb") as fh:
-        assert len(pickle.load(fh)) == flan_n
+
+def test_per_file_pickles_stay_in_staging(built):
+    layout = built.layout
+    pickle_dir = layout.per_file.pickle_dir
+    assert pickle_dir.is_relative_to(built.root / "staging")
+    assert sorted(p.stem for p in pickle_dir.glob("*.pkl")) == sorted([FLAN_STEM, *m3it_core.TASK_STEMS])
+    assert len(_flan_records(layout)) == materializations(built.sources)["flan_1m"]["records"]
+    assert layout.m3it_invalid.is_file() and layout.shuffle_plan.is_file()
+    assert sorted(p.name for p in layout.chunk_manifests.iterdir()) == [f"part-{k}.parquet" for k in CHUNK_KEYS]
+    assert not layout.spill("any").parent.exists() or not any(layout.spill("any").parent.iterdir())  # scratch removed
 
 
-def test_rerun_is_byte_identical_and_another_seed_differs(world, tmp_path, instance):
-    out = registry_path("vflan", tmp_path / "data")
-    _materialize_all(world, tmp_path / "data", instance)
+def test_each_chunk_partition_carries_its_own_counts(built):
+    for key in ("00000", "00127"):
+        md = partition_metadata(built.instance, "vflan_chunks", key)
+        assert md["records"] == int((built.out / f"part-{key}.count").read_text())
+        assert sum(md["by_source"].values()) == md["records"]
+
+
+def test_rerun_is_byte_identical_and_another_seed_differs(sample_world, tmp_path, instance):
+    root = tmp_path / "data"
+    out, layout = registry_path("vflan", root), VflanLayout(LocalDataRoot(root=str(root)))
+    defs = defs_for(sample_world, root)
+
+    def materialize_all() -> None:
+        assert run(defs, instance, SOURCES).success
+        assert run(defs, instance, ["vflan_chunks"], keys=CHUNK_KEYS).success
+
+    materialize_all()
     first = {p.name: p.read_bytes() for p in out.iterdir()}
-    flan_pkl = tmp_path / "data/staging/vflan/new-vflan/text_flan_1m.pkl"
-    flan_first = flan_pkl.read_bytes()
+    flan_first = layout.per_file_outputs(FLAN_STEM)[0].read_bytes()
+    invalid_first = layout.m3it_invalid.read_bytes()
     order = [r["id"] for _, r in iter_shard_records(out)]
 
-    _materialize_all(world, tmp_path / "data", instance)  # a rerun rewrites every file with the same bytes
+    materialize_all()  # a rerun rewrites every file with the same bytes
     assert {p.name: p.read_bytes() for p in out.iterdir()} == first
-    assert flan_pkl.read_bytes() == flan_first
+    assert layout.per_file_outputs(FLAN_STEM)[0].read_bytes() == flan_first
+    assert layout.m3it_invalid.read_bytes() == invalid_first
 
-    with world_env(world, tmp_path / "data") as env:
-        job = _defs(env).resolve_implicit_global_asset_job_def()
-        res = job.execute_in_process(
-            asset_selection=[dg.AssetKey("vflan_chunks")],
-            tags={"dagster/asset_partition_range_start": "00000", "dagster/asset_partition_range_end": "00127"},
-            run_config={"ops": {"vflan_chunks": {"config": {"seed": 7}}}},
-            instance=instance,
-        )
-        assert res.success
-        res = job.execute_in_process(
-            asset_selection=[dg.AssetKey("flan_1m")], run_config={"ops": {"flan_1m": {"config": {"seed": 3}}}}, instance=instance
-        )
-        assert res.success
+    assert run(defs, instance, ["vflan_chunks"], keys=CHUNK_KEYS, run_config=op_config("vflan_chunks", seed=7)).success
     reseeded = [r["id"] for _, r in iter_shard_records(out)]
     assert reseeded != order and sorted(reseeded) == sorted(order)
-    flan_questions = lambda data: {r["question"] for r in pickle.loads(data)}
-    assert flan_questions(flan_pkl.read_bytes()) != flan_questions(flan_first)
+
+    other_sample = defs_for(sample_world, root, flan_source=FlanSource(sample_size=flan_sample_size(sample_world.scale), seed=3))
+    assert run(other_sample, instance, ["flan_1m"]).success
+    assert {r["question"] for r in _flan_records(layout)} != {r["question"] for r in pickle.loads(flan_first)}
 
 
-def test_a_single_chunk_run_warns_that_the_rest_is_missing(world, tmp_path, instance):
-    with world_env(world, tmp_path / "data") as env:
-        defs = _defs(env)
-        job = defs.resolve_implicit_global_asset_job_def()
-        job.execute_in_process(asset_selection=[dg.AssetKey("flan_1m"), dg.AssetKey("m3it_tasks")], instance=instance)
-        res = job.execute_in_process(asset_selection=[dg.AssetKey("vflan_chunks")], partition_key="00042", instance=instance)
+def test_a_single_chunk_run_warns_that_the_rest_is_missing_and_errs_when_one_is_stale(sample_world, tmp_path, instance):
+    root = tmp_path / "data"
+    defs = defs_for(sample_world, root)
+    assert run(defs, instance, SOURCES).success
+    res = run(defs, instance, ["vflan_chunks"], keys=["00042"])
     assert res.success
-    checks = _checks(res)
-    assert checks["vflan_counts"] == (False, "WARN")
-    assert checks["vflan_loader_contract"][0] and checks["vflan_record_schema"][0]
-    out = registry_path("vflan", tmp_path / "data")
+    checks = check_results(res)
+    counts = checks["vflan_chunks:counts"]
+    assert (counts.passed, counts.severity) == (False, dg.AssetCheckSeverity.WARN)
+    assert counts.metadata["chunks_missing"].value == 127
+    assert checks["vflan_chunks:loader_contract"].passed and checks["vflan_chunks:record_schema"].passed
+    out = registry_path("vflan", root)
     assert sorted(p.name for p in out.iterdir()) == ["part-00042.count", "part-00042.pkl"]
+
+    # FLAN resampled: chunk 42 was built from the old plan, so it is stale, which is an error
+    assert run(defs_for(sample_world, root, flan_source=FlanSource(sample_size=120)), instance, ["flan_1m"]).success
+    res = run(defs, instance, ["vflan_chunks"], keys=["00043"])
+    counts = check_results(res)["vflan_chunks:counts"]
+    assert (counts.passed, counts.severity) == (False, dg.AssetCheckSeverity.ERROR)
+    assert counts.metadata["chunks_stale"].value == 1 and "part-00042: built with plan" in counts.description
+
+
+def test_check_thresholds_come_from_run_config(sample_world, tmp_path, instance):
+    defs = defs_for(sample_world, tmp_path / "data")
+    res = run(defs, instance, ["m3it_tasks"], run_config=op_config("m3it_tasks", checks={"max_invalid_fraction": 0.0}))
+    assert res.success  # a warning does not fail the run
+    invalid = check_results(res)["m3it_tasks:invalid_records"]
+    assert (invalid.passed, invalid.severity) == (False, dg.AssetCheckSeverity.WARN)
+    assert invalid.metadata["bound"].value == 0.0 and invalid.metadata["invalid"].value == 3
+
+
+def test_every_output_is_published_and_another_machine_builds_from_what_was_published(sample_world, tmp_path, instance):
+    url = f"memory://vflan-{uuid.uuid4().hex}/vila"
+
+    def machine(name: str) -> dg.Definitions:
+        # the profile over a remote root whose working copy is this machine's own directory
+        return build_definitions(sample_world.profile(FsspecDataRoot(url_root=url, local_cache=str(tmp_path / name))))
+
+    assert run(machine("a"), instance, SOURCES).success
+    res = run(machine("b"), instance, ["vflan_chunks"], keys=CHUNK_KEYS)  # b fetches what a published
+    assert res.success, failure_text(res)
+    fs, base = fsspec.core.url_to_fs(url)
+    remote = {p.removeprefix(base.rstrip("/") + "/") for p in fs.find(base)}
+    layout = VflanLayout(LocalDataRoot(root="/"))
+    rel = lambda p: p.relative_to("/").as_posix()  # noqa: E731
+    expected = {rel(layout.shuffle_plan), rel(layout.m3it_invalid)}
+    expected |= {rel(p) for stem in (FLAN_STEM, *m3it_core.TASK_STEMS) for p in layout.per_file_outputs(stem)}
+    expected |= {rel(layout.chunk_manifest(c)) for c in range(128)}
+    expected |= {f"{rel(layout.chunks_dir)}/part-{k}.{e}" for k in CHUNK_KEYS for e in ("pkl", "count")}
+    assert expected <= remote
+    assert not any("spill" in p for p in remote)  # scratch is never published
+
+    # a third machine rebuilds one chunk: the rest of the directory is fetched, not deleted remotely
+    res = run(machine("c"), instance, ["vflan_chunks"], keys=["00005"])
+    assert checks_passed(res)["vflan_chunks:counts"]
+    assert sum(p.endswith(".count") for p in fs.find(f"{base}/{rel(layout.chunks_dir)}")) == 128
+

@@ -34,13 +34,17 @@ import io
 import json
 import os
 import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 from PIL import Image
 
+from vila_assets.core.atomic import atomic_path
 from vila_assets.core.vflan import PerFileLayout, SourceFileWriter, SourceInfo, make_record
 
 M3IT_REPO = "MMInstruction/M3IT"
@@ -156,6 +160,9 @@ def load_instructions(path: str | os.PathLike[str]) -> list[str]:
     return data
 
 
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
 def image_problem(b64: str) -> tuple[str, str] | None:
     """``None`` if VILA can open the image, else (reason, detail)."""
     try:
@@ -167,7 +174,8 @@ def image_problem(b64: str) -> tuple[str, str] | None:
             img.draft("RGB", (64, 64))
             img.load()
     except Exception as exc:  # Pillow raises many types for broken data
-        return "undecodable_image", f"{type(exc).__name__}: {exc}"
+        # without object addresses ("<_io.BytesIO object at 0x7f...>"): the invalid list is the same every run
+        return "undecodable_image", _ADDRESS.sub("", f"{type(exc).__name__}: {exc}")
     return None
 
 
@@ -178,6 +186,18 @@ class InvalidRecord:
     line: int  # 1-based line in the jsonl file
     reason: str
     detail: str
+
+
+INVALID_SCHEMA = pa.schema(
+    [("task", pa.string()), ("file", pa.string()), ("line", pa.int64()), ("reason", pa.string()), ("detail", pa.string())]
+)
+
+
+def write_invalid_list(invalid: list[InvalidRecord], path: str | os.PathLike[str]) -> Path:
+    """The unusable records as a Parquet table (task, file, line, reason, detail), atomically."""
+    with atomic_path(path) as tmp:
+        pq.write_table(pa.Table.from_pylist([vars(r) for r in invalid], schema=INVALID_SCHEMA), tmp)
+    return Path(path)
 
 
 @dataclass

@@ -6,8 +6,6 @@ import shutil
 from collections import Counter
 
 import dagster as dg
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from vila_assets.assets._checks import Findings
 from vila_assets.assets._metadata import bar, md_table
@@ -20,7 +18,6 @@ from vila_assets.assets.vflan.sources import FlanSource, M3itSource
 from vila_assets.core import flan as flan_core
 from vila_assets.core import m3it as m3it_core
 from vila_assets.core import vflan as vflan_core
-from vila_assets.core.atomic import atomic_path
 from vila_assets.core.vila_format import loader_shards, read_count, validate_shard_dir
 from vila_assets.resources.hub import HubClient
 from vila_assets.resources.storage import DataRoot
@@ -95,11 +92,6 @@ def flan_1m(flan_source: FlanSource, hub: HubClient, data_root: DataRoot) -> dg.
 
 # --- M3IT ---------------------------------------------------------------------------------------------------
 
-INVALID_SCHEMA = pa.schema(
-    [("task", pa.string()), ("file", pa.string()), ("line", pa.int64()), ("reason", pa.string()), ("detail", pa.string())]
-)
-
-
 def _convert_tasks(context, hub: HubClient, repo: str, sha: str, layout: VflanLayout) -> list[m3it_core.TaskSummary]:
     summaries = []
     for task in m3it_core.TASKS:
@@ -112,11 +104,6 @@ def _convert_tasks(context, hub: HubClient, repo: str, sha: str, layout: VflanLa
         context.log.info("%s: %d records, %d invalid", task.stem, s.records, len(s.invalid))
         summaries.append(s)
     return summaries
-
-
-def _write_invalid_list(invalid: list[m3it_core.InvalidRecord], layout: VflanLayout) -> None:
-    with atomic_path(layout.m3it_invalid) as tmp:
-        pq.write_table(pa.Table.from_pylist([vars(r) for r in invalid], schema=INVALID_SCHEMA), tmp)
 
 
 def _m3it_findings(summaries: list[m3it_core.TaskSummary], config: M3itConfig) -> Findings:
@@ -138,14 +125,14 @@ def _m3it_metadata(summaries: list[m3it_core.TaskSummary], layout: VflanLayout, 
     invalid = [r for s in summaries for r in s.invalid]
     lines = sum(s.lines for s in summaries)
     records = sum(s.records for s in summaries)
-    pickle_name = lambda s: layout.per_file_outputs(s.task.stem)[0].name  # noqa: E731
     return {
         "records": records,
         "images": sum(s.images for s in summaries),
         "invalid_records": len(invalid),
         "yield": round(records / lines, 4) if lines else 0.0,
         "tasks": md_table(("file", "records", "images", "invalid"),
-                          [(pickle_name(s), s.records, s.images, len(s.invalid)) for s in summaries]),
+                          [(layout.per_file_outputs(s.task.stem)[0].name, s.records, s.images, len(s.invalid))
+                           for s in summaries]),
         "invalid_by_reason": dg.MetadataValue.json(dict(sorted(Counter(r.reason for r in invalid).items()))),
         "invalid_examples": _examples_md([f"`{r.file}` line {r.line}: {r.reason} ({r.detail})" for r in invalid]),
         "invalid_list": dg.MetadataValue.path(data_root.url(layout.m3it_invalid)),
@@ -165,7 +152,7 @@ def m3it_tasks(context: dg.AssetExecutionContext, config: M3itConfig, m3it_sourc
     sha = hub.resolve_revision(repo, m3it_source.revision)
     layout = VflanLayout(data_root)
     summaries = _convert_tasks(context, hub, repo, sha, layout)
-    _write_invalid_list([r for s in summaries for r in s.invalid], layout)
+    m3it_core.write_invalid_list([r for s in summaries for r in s.invalid], layout.m3it_invalid)
     _publish_per_file(data_root, layout, m3it_core.TASK_STEMS)
     data_root.publish(layout.m3it_invalid)
     return dg.MaterializeResult(
@@ -228,14 +215,12 @@ def _check_counts(findings: Findings, layout: VflanLayout, plan: vflan_core.Shuf
     """Every chunk on disk against the current plan. Returns True when the only failures are absent chunks
     (a partial backfill: a warning, not an error)."""
     name = checks.COUNTS.name
+    on_disk = {c: layout.chunk_count(c).exists() for c in range(plan.n_chunks)}
+    present = [c for c, there in on_disk.items() if there]
+    missing = [c for c, there in on_disk.items() if not there]
     tally = Counter()
-    for c in range(plan.n_chunks):
-        subject, path = vflan_core.chunk_stem(c), layout.chunk_count(c)
-        if not path.exists():
-            tally["missing"] += 1
-            findings.fail(name, subject, "missing")
-            continue
-        n = read_count(path)
+    for c in present:  # first, so stale and wrong chunks lead the result's description
+        n = read_count(layout.chunk_count(c))
         tally["on_disk"] += n
         why = []
         if built_with[c] != plan.fingerprint:
@@ -244,11 +229,13 @@ def _check_counts(findings: Findings, layout: VflanLayout, plan: vflan_core.Shuf
         if n != plan.sizes[c]:
             tally["wrong"] += 1
             why.append(f".count says {n}, the plan {plan.sizes[c]}")
-        findings.expect(name, subject, not why, "; ".join(why))
+        findings.expect(name, vflan_core.chunk_stem(c), not why, "; ".join(why))
+    for c in missing:
+        findings.fail(name, vflan_core.chunk_stem(c), "missing")
     findings.add_metadata(name, records_on_disk=tally["on_disk"], expected_total=plan.total,
-                          chunks_missing=tally["missing"], chunks_stale=tally["stale"],
+                          chunks_missing=len(missing), chunks_stale=tally["stale"],
                           chunks_wrong_count=tally["wrong"], empty_chunks_planned=plan.sizes.count(0))
-    return bool(tally["missing"]) and not tally["stale"] and not tally["wrong"]
+    return bool(missing) and not tally["stale"] and not tally["wrong"]
 
 
 def _check_duplicates(findings: Findings, layout: VflanLayout, plan: vflan_core.ShufflePlan, built_with: dict,
@@ -277,7 +264,7 @@ def _check_loader_contract(findings: Findings, layout: VflanLayout, plan: vflan_
     for r in results:
         with open(r.pkl, "rb") as fh:
             n = len(pickle.load(fh))
-        count = read_count(r.pkl.with_suffix(".count"))
+        count = read_count(layout.chunk_count(r.chunk))
         findings.expect(name, r.pkl.stem, n == count, f"holds {n} records but its .count says {count}")
     findings.add_metadata(name, problems=_examples_md(problems))
 
