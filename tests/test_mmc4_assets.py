@@ -1,6 +1,6 @@
 """The MMC4-core assets on the sample world (test scale): a ranged backfill over every sample shard,
-read back the way VILA's LazyMMC4Dataset reads it; reruns, both filter policies, a low-yield shard
-that fails its blocking check, and the partition sensor."""
+read back the way VILA's LazyMMC4Dataset reads it; reruns, both filter policies, a low-yield shard that
+fails its blocking check, a remote data root, and the partition sensor."""
 
 import base64
 import io
@@ -8,6 +8,7 @@ import json
 import os
 import pickle
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
@@ -16,74 +17,74 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from vila_assets.sample_world.world import world_env
-from vila_assets.assets import mmc4
+from tests.dagster_runs import (
+    check_results,
+    defs_for,
+    failure_text,
+    materializations,
+    op_config,
+    partition_metadata,
+    profile_for,
+    run,
+)
+from vila_assets.assets.mmc4 import (
+    Mmc4Source,
+    mmc4_annotations,
+    mmc4_core_shard,
+    mmc4_images,
+    mmc4_shard_sensor,
+    mmc4_shards,
+)
+from vila_assets.assets.mmc4.layout import Mmc4Layout
 from vila_assets.core import vila_format as vf
-from vila_assets.resources.config import default_resources
-from vila_assets.sample_world.sources.mmc4 import write_low_yield_shard
-from vila_assets.sample_world.world import SampleWorld
+from vila_assets.definitions import build_definitions
+from vila_assets.profiles import data_root_at
+from vila_assets.resources.storage import FsspecDataRoot
+from vila_assets.sample_world.sources.mmc4 import REPO, shard_name, write_low_yield_shard
 
 ALL = ("mmc4_annotations", "mmc4_images", "mmc4_core_shard")
 SAMPLE_KEYS = ["00000", "00001", "00003"]  # index 2 is the planted gap
+MMC4_CHECKS = sorted(f"{s.asset_key.to_user_string()}:{s.name}"
+                     for a in (mmc4_annotations, mmc4_images, mmc4_core_shard) for s in a.check_specs)
 
 
-def _defs() -> dg.Definitions:
-    # Our own module + the shared resources (read from the environment now), independent of other families.
-    return dg.Definitions.merge(mmc4.defs, dg.Definitions(resources=default_resources()))
+def _register(instance: dg.DagsterInstance, keys) -> None:
+    instance.add_dynamic_partitions(mmc4_shards.name, [k for k in keys
+                                                       if not instance.has_dynamic_partition(mmc4_shards.name, k)])
 
 
-def _run(instance, keys, assets=ALL, run_config=None):
-    instance.add_dynamic_partitions(mmc4.mmc4_shards.name, [k for k in keys if not instance.has_dynamic_partition(mmc4.mmc4_shards.name, k)])
-    tags = {"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]}
-    job = _defs().resolve_implicit_global_asset_job_def()
-    return job.execute_in_process(
-        asset_selection=[dg.AssetKey(a) for a in assets],
-        tags=tags if len(keys) > 1 else None,
-        partition_key=keys[0] if len(keys) == 1 else None,
-        run_config=run_config,
-        instance=instance,
-        raise_on_error=False,
-    )
+def _layout(root: Path) -> Mmc4Layout:
+    return Mmc4Layout(data_root_at(str(root)))
 
 
-def _checks(result) -> dict[str, object]:
-    return {
-        f"{e.event_specific_data.asset_key.to_user_string()}:{e.event_specific_data.check_name}": e.event_specific_data
-        for e in result.all_events
-        if e.event_type_value == "ASSET_CHECK_EVALUATION"
-    }
+def _stem(key: str) -> str:
+    return f"docs_no_face_shard_{int(key)}_v3"
 
 
-def _partition_metadata(instance, asset: str, key: str) -> dict:
-    recs = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[key]), limit=1
-    ).records
-    assert recs, f"{asset} {key} was never materialized"
-    return {k: getattr(v, "value", v) for k, v in recs[0].asset_materialization.metadata.items()}
+def _pair_bytes(layout: Mmc4Layout) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(layout.pkl_dir.iterdir())}
 
 
-def _pkl_dir(root: Path) -> Path:
-    return vf.registry_path("mmc4core", root)
+def _docs(layout: Mmc4Layout, key: str) -> list[dict]:
+    return pq.read_table(layout.docs_manifest(key)).to_pylist()
 
 
-def _pair_bytes(root: Path) -> dict[str, bytes]:
-    d = _pkl_dir(root)
-    return {p.name: p.read_bytes() for p in sorted(d.iterdir())}
+@dataclass
+class Backfill:
+    layout: Mmc4Layout
+    defs: dg.Definitions
+    instance: dg.DagsterInstance
+    result: dg.ExecuteInProcessResult
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    with SampleWorld(tmp_path_factory.mktemp("mmc4-world"), scale="test", families=["mmc4"], clip=False) as w:
-        yield w
-
-
-@pytest.fixture(scope="module")
-def backfill(world, tmp_path_factory):
+def backfill(sample_world, tmp_path_factory):
     """One ranged run of all three assets over every sample shard (all_or_nothing, default thresholds)."""
     root = tmp_path_factory.mktemp("mmc4-data")
-    with dg.instance_for_test() as instance, world_env(world, root):
-        result = _run(instance, SAMPLE_KEYS)
-        yield root, instance, result
+    defs = defs_for(sample_world, root)
+    with dg.instance_for_test() as instance:
+        _register(instance, SAMPLE_KEYS)
+        yield Backfill(_layout(root), defs, instance, run(defs, instance, ALL, SAMPLE_KEYS))
 
 
 # --- the VILA loader, as LazyMMC4Dataset does it (world_size 1) -------------------------------------------
@@ -119,161 +120,241 @@ def lazy_mmc4_item(info: dict) -> tuple[str, list[Image.Image]]:
     return text, images
 
 
-# --- tests -------------------------------------------------------------------------------------------------
+# --- the backfill ------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_backfill_over_all_sample_shards_gives_loader_valid_pickles(backfill):
-    root, instance, result = backfill
-    assert result.success
-    checks = _checks(result)
-    assert sorted(checks) == sorted(f"{k.asset_key.to_user_string()}:{k.name}" for k in
-                                    _defs().resolve_asset_graph().asset_check_keys)
+    assert backfill.result.success, failure_text(backfill.result)
+    checks = {k: v for k, v in check_results(backfill.result).items() if k.startswith("mmc4_")}
+    assert sorted(checks) == MMC4_CHECKS
     assert all(c.passed for c in checks.values()), {k: c.description for k, c in checks.items() if not c.passed}
-    pkl_dir = _pkl_dir(root)
-    stems = [f"docs_no_face_shard_{i}_v3" for i in (0, 1, 3)]
+    assert all(c.metadata["checked"].value == len(SAMPLE_KEYS) for c in checks.values())  # every shard, one result
+    pkl_dir = backfill.layout.pkl_dir
+    stems = [_stem(k) for k in SAMPLE_KEYS]
     assert sorted(os.listdir(pkl_dir)) == sorted([f"{s}.count" for s in stems] + [f"{s}.pkl" for s in stems])
     assert vf.validate_shard_dir(pkl_dir) == []
 
     data, n_samples = lazy_mmc4_load(pkl_dir)
     assert n_samples == len(data) > 0  # .count sums equal what the pickles hold
-    for i in range(n_samples):
-        info = data[i]
+    for info in data:
         n_images = min(len(info["image_info"]), 6)
         text, images = lazy_mmc4_item(info)
         assert len(images) == n_images >= 1  # zip with similarity_matrix drops nothing
         assert text.count("<image>") == n_images
         assert all(img.mode == "RGB" and min(img.size) <= 336 for img in images)
     # docs keep their original line order within a shard
-    for stem, key in zip(stems, SAMPLE_KEYS):
-        with open(pkl_dir / f"{stem}.pkl", "rb") as fh:
+    for key in SAMPLE_KEYS:
+        with open(backfill.layout.pkl(_stem(key)), "rb") as fh:
             urls = [d["url"] for d in pickle.load(fh)]
-        manifest = pq.read_table(root / "manifests" / "mmc4" / "docs" / f"{key}.parquet").to_pylist()
-        kept_lines = [r["line"] for r in manifest if r["status"] == "kept"]
+        kept_lines = [r["line"] for r in _docs(backfill.layout, key) if r["status"] == "kept"]
         assert kept_lines == sorted(kept_lines) and len(kept_lines) == len(urls)
 
 
+@pytest.mark.slow
 def test_metadata_shows_yields_statuses_and_invalid_docs(backfill):
-    root, instance, _ = backfill
-    ann = _partition_metadata(instance, "mmc4_annotations", "00000")
+    instance, layout = backfill.instance, backfill.layout
+    ann = partition_metadata(instance, "mmc4_annotations", "00000")
     assert ann["docs_invalid"] == 3 and ann["docs"] == ann["docs_valid"] + 3
     examples = ann["invalid_examples"]
     assert any(e.endswith(":3: bad JSON (Unterminated string starting at)") for e in examples), examples
     assert any(":4: missing text_list" in e for e in examples)
     assert any(":6: image_info[0].matched_text_index" in e and "out of range" in e for e in examples)
+    assert "missing text_list" in ann["invalid_reasons"]
     for key in SAMPLE_KEYS:
-        images = _partition_metadata(instance, "mmc4_images", key)
-        core = _partition_metadata(instance, "mmc4_core_shard", key)
+        images = partition_metadata(instance, "mmc4_images", key)
+        core = partition_metadata(instance, "mmc4_core_shard", key)
         assert 0.4 <= images["image_yield"] <= 1.0 and "| ok |" in images["statuses"]
-        assert core["docs_out"] == vf.read_count(_pkl_dir(root) / f"docs_no_face_shard_{int(key)}_v3.count")
+        assert core["docs_out"] == vf.read_count(layout.count(_stem(key)))
         assert core["doc_yield"] == round(core["docs_out"] / core["docs_in"], 4)
+    run_md = materializations(backfill.result)
+    assert run_md["mmc4_core_shard"]["shards_in_run"] == 3
+    assert run_md["mmc4_core_shard"]["docs_out_in_run"] == sum(
+        vf.read_count(layout.count(_stem(k))) for k in SAMPLE_KEYS)
     # the invalid lines are in the per-doc manifest too, with file:line
-    docs = pq.read_table(root / "manifests" / "mmc4" / "docs" / "00000.parquet").to_pylist()
-    invalid = [d for d in docs if d["status"] == "invalid"]
+    invalid = [d for d in _docs(layout, "00000") if d["status"] == "invalid"]
     assert [d["where"].rsplit(":", 1)[1] for d in invalid] == ["3", "4", "6"]
     assert all(d["reason"] for d in invalid)
 
 
+@pytest.mark.slow
 def test_extensionless_and_query_string_urls_are_not_lost(backfill):
-    root, _, _ = backfill
-    urls = [info["raw_url"] for _, rec in vf.iter_shard_records(_pkl_dir(root)) for info in rec["image_info"]]
+    layout = backfill.layout
+    urls = [info["raw_url"] for _, rec in vf.iter_shard_records(layout.pkl_dir) for info in rec["image_info"]]
     extensionless = [u for u in urls if "/p/" in u and "?" not in u]
     with_query = [u for u in urls if "?" in u]
     assert extensionless and with_query
-    manifest = pq.read_table(root / "manifests" / "mmc4" / "images" / "00001.parquet").to_pylist()
+    manifest = pq.read_table(layout.images_manifest("00001")).to_pylist()
     assert all(r["status"] == "ok" for r in manifest if "?" in r["url"] or "/p/" in r["url"])
 
 
+@pytest.mark.slow
 def test_exact_duplicates_are_removed_and_near_duplicates_reported(backfill):
-    root, instance, _ = backfill
-    docs = pq.read_table(root / "manifests" / "mmc4" / "docs" / "00001.parquet").to_pylist()
-    assert any("duplicate" in d["image_fates"] for d in docs)
-    with open(_pkl_dir(root) / "docs_no_face_shard_1_v3.pkl", "rb") as fh:
+    layout = backfill.layout
+    assert any("duplicate" in d["image_fates"] for d in _docs(layout, "00001"))
+    with open(layout.pkl(_stem("00001")), "rb") as fh:
         blobs = [i["image_base64"] for d in pickle.load(fh) for i in d["image_info"]]
     assert len(blobs) == len(set(blobs))
-    assert _partition_metadata(instance, "mmc4_core_shard", "00001")["near_duplicate_rate"] > 0
+    assert partition_metadata(backfill.instance, "mmc4_core_shard", "00001")["near_duplicate_rate"] > 0
     # the dead host's placeholder appears twice in shard 3; only one survives
-    docs3 = pq.read_table(root / "manifests" / "mmc4" / "docs" / "00003.parquet").to_pylist()
-    assert [d["image_fates"] for d in docs3[-2:]] == [["ok"], ["duplicate"]]
+    assert [d["image_fates"] for d in _docs(layout, "00003")[-2:]] == [["ok"], ["duplicate"]]
 
 
-def test_rerun_with_a_fresh_crawl_is_byte_identical(backfill, world):
-    root, instance, _ = backfill
-    before = _pair_bytes(root)
-    with world_env(world, root):
-        again = _run(instance, ["00001"], run_config={"ops": {"mmc4_images": {"config": {"recrawl": True}}}})
-        assert again.success
-        assert _partition_metadata(instance, "mmc4_images", "00001")["reused_crawl"] is False
-        reused = _run(instance, SAMPLE_KEYS)
-        assert reused.success
-        assert all(_partition_metadata(instance, "mmc4_images", k)["reused_crawl"] is True for k in SAMPLE_KEYS)
-    assert _pair_bytes(root) == before
+@pytest.mark.slow
+def test_source_json_pins_the_hub_revision(backfill):
+    source = json.loads(backfill.layout.source("00000").read_text())
+    assert source["file"] == "docs_no_face_shard_0_v3.jsonl.zip" and len(source["revision"]) == 40
+    assert source["stem"] == _stem("00000")
+    assert partition_metadata(backfill.instance, "mmc4_annotations", "00000")["revision"] == source["revision"]
 
 
-def test_partial_policy_keeps_docs_with_surviving_images(backfill, world, tmp_path):
-    root, _, _ = backfill
-    strict = {k: pq.read_table(root / "manifests" / "mmc4" / "docs" / f"{k}.parquet").to_pylist() for k in SAMPLE_KEYS}
-    copy = tmp_path / "data"
-    shutil.copytree(root / "staging", copy / "staging")
-    with dg.instance_for_test() as instance, world_env(world, copy):
-        result = _run(instance, SAMPLE_KEYS, assets=("mmc4_core_shard",),
-                      run_config={"ops": {"mmc4_core_shard": {"config": {"filter_policy": "partial"}}}})
-        assert result.success and all(c.passed for c in _checks(result).values())
+@pytest.mark.slow
+def test_rerun_with_a_fresh_crawl_is_byte_identical(backfill):
+    defs, instance, layout = backfill.defs, backfill.instance, backfill.layout
+    before = _pair_bytes(layout)
+    again = run(defs, instance, ALL, ["00001"], run_config=op_config("mmc4_images", recrawl=True))
+    assert again.success, failure_text(again)
+    assert partition_metadata(instance, "mmc4_images", "00001")["reused_crawl"] is False
+    reused = run(defs, instance, ALL, SAMPLE_KEYS)
+    assert reused.success, failure_text(reused)
+    assert all(partition_metadata(instance, "mmc4_images", k)["reused_crawl"] is True for k in SAMPLE_KEYS)
+    assert _pair_bytes(layout) == before
+
+
+@pytest.mark.slow
+def test_partial_policy_keeps_docs_with_surviving_images(backfill, sample_world, tmp_path):
+    strict = {k: _docs(backfill.layout, k) for k in SAMPLE_KEYS}
+    copy = _layout(tmp_path / "data")
+    for key in SAMPLE_KEYS:
+        shutil.copytree(backfill.layout.shard_dir(key), copy.shard_dir(key))
+    with dg.instance_for_test() as instance:
+        _register(instance, SAMPLE_KEYS)
+        result = run(defs_for(sample_world, copy.data_root.path()), instance, ["mmc4_core_shard"], SAMPLE_KEYS,
+                     run_config=op_config("mmc4_core_shard", filter_policy="partial"))
+        assert result.success and all(c.passed for c in check_results(result).values()), failure_text(result)
     rescued = 0
     for key in SAMPLE_KEYS:
-        partial = pq.read_table(copy / "manifests" / "mmc4" / "docs" / f"{key}.parquet").to_pylist()
-        with open(_pkl_dir(copy) / f"docs_no_face_shard_{int(key)}_v3.pkl", "rb") as fh:
-            records = {r["url"]: r for r in pickle.load(fh)}
-        for s, p in zip(strict[key], partial):
+        for s, p in zip(strict[key], _docs(copy, key)):
             if s["status"] == "dropped" and "ok" in s["image_fates"]:
                 assert p["status"] == "kept" and p["kept_images"] == [i for i, f in enumerate(s["image_fates"]) if f == "ok"]
                 rescued += 1
     assert rescued >= 1, "the sample world should have a doc that only partial keeps"
-    for _, rec in vf.iter_shard_records(_pkl_dir(copy)):
+    for _, rec in vf.iter_shard_records(copy.pkl_dir):
         assert len(rec["similarity_matrix"]) == len(rec["image_info"]) >= 1
         assert all(0 <= i["matched_text_index"] < len(rec["text_list"]) for i in rec["image_info"])
-    assert vf.validate_shard_dir(_pkl_dir(copy)) == []
+    assert vf.validate_shard_dir(copy.pkl_dir) == []
+    assert sum(vf.read_count(copy.count(_stem(k))) for k in SAMPLE_KEYS) > sum(
+        vf.read_count(backfill.layout.count(_stem(k))) for k in SAMPLE_KEYS)
 
 
-def test_low_yield_shard_fails_its_check_and_blocks_downstream(world, tmp_path, monkeypatch):
-    source = tmp_path / "source"
-    write_low_yield_shard(source, world.image_base, index=9)
-    monkeypatch.setenv("VILA_MMC4_SOURCE", str(source))
-    root = tmp_path / "data"
-    with dg.instance_for_test() as instance, world_env(world, root):
-        listing = mmc4.Mmc4Source().listing(_defs().resources["hub"])
-        assert list(listing.shards) == ["00009"]
-        result = _run(instance, ["00009"])
-        assert not result.success
-        check = _checks(result)["mmc4_images:image_yield_above_threshold"]
-        assert not check.passed and "00009" in check.description
-        assert check.metadata["failing_shards"].value["00009"] < 0.4
-        # the yield is real: the manifest says the same
-        manifest = pq.read_table(root / "manifests" / "mmc4" / "images" / "00009.parquet").to_pylist()
-        ok = sum(r["status"] == "ok" for r in manifest)
-        assert round(ok / len(manifest), 4) == check.metadata["failing_shards"].value["00009"]
-        # blocked: the shard never reaches VILA's directory
-        assert not instance.get_materialized_partitions(dg.AssetKey("mmc4_core_shard"))
-        assert not _pkl_dir(root).exists() or not os.listdir(_pkl_dir(root))
-        skipped = [e for e in result.all_events if e.step_key == "mmc4_core_shard" and e.event_type_value == "STEP_SUCCESS"]
-        assert not skipped
+# --- a low-yield shard in a range --------------------------------------------------------------------------
+
+LOW_YIELD_KEYS = ["00003", "00009"]
+MIN_IMAGE_YIELD = 0.35  # not the production default: the bound must come from this run's config
 
 
-def test_sensor_registers_new_shards_once(world, tmp_path):
-    with dg.instance_for_test() as instance, world_env(world, tmp_path):
-        resources = _defs().resources
-        ctx = dg.build_sensor_context(instance=instance, resources={"hub": resources["hub"], "mmc4_source": mmc4.Mmc4Source()})
-        first = mmc4.mmc4_shard_sensor(ctx)
+@dataclass
+class LowYieldRun:
+    layout: Mmc4Layout
+    defs: dg.Definitions
+    instance: dg.DagsterInstance
+    result: dg.ExecuteInProcessResult
+
+
+@pytest.fixture(scope="module")
+def low_yield(sample_world, tmp_path_factory):
+    """A directory source with a good shard (3, copied from the world's repo) and a mostly dead one (9),
+    run as one range with the image-yield bound set in run config."""
+    source = tmp_path_factory.mktemp("mmc4-low-yield-source")
+    shutil.copy(sample_world.hub_root / "datasets" / REPO / shard_name(3, zipped=False), source)
+    write_low_yield_shard(source, sample_world.image_base, index=9)
+    root = tmp_path_factory.mktemp("mmc4-low-yield-data")
+    defs = defs_for(sample_world, root, mmc4_source=Mmc4Source(location=str(source)))
+    with dg.instance_for_test() as instance:
+        _register(instance, LOW_YIELD_KEYS)
+        result = run(defs, instance, ALL, LOW_YIELD_KEYS,
+                     run_config=op_config("mmc4_images", checks={"min_image_yield": MIN_IMAGE_YIELD}))
+        yield LowYieldRun(_layout(root), defs, instance, result)
+
+
+@pytest.mark.slow
+def test_image_yield_check_names_the_failing_shard_of_the_range(low_yield):
+    check = check_results(low_yield.result)["mmc4_images:image_yield_above_threshold"]
+    assert not check.passed
+    assert check.metadata["checked"].value == 2 and check.metadata["failing"].value == 1
+    assert list(check.metadata["failing_examples"].value) == ["00009"]
+    assert "00009" in check.description and "00003" not in check.description
+    assert check.metadata["bound"].value == MIN_IMAGE_YIELD
+    # the yield is real: the manifest says the same
+    manifest = pq.read_table(low_yield.layout.images_manifest("00009")).to_pylist()
+    ok = sum(r["status"] == "ok" for r in manifest)
+    assert check.metadata["worst_subject"].value == "00009"
+    assert check.metadata["worst_value"].value == round(ok / len(manifest), 4) < MIN_IMAGE_YIELD
+    assert partition_metadata(low_yield.instance, "mmc4_images", "00003")["image_yield"] >= MIN_IMAGE_YIELD
+
+
+@pytest.mark.slow
+def test_low_yield_shard_blocks_downstream_for_the_range(low_yield):
+    result = low_yield.result
+    assert not result.success
+    # blocked: neither shard of the range reaches VILA's directory
+    assert not low_yield.instance.get_materialized_partitions(dg.AssetKey("mmc4_core_shard"))
+    pkl_dir = low_yield.layout.pkl_dir
+    assert not pkl_dir.exists() or not os.listdir(pkl_dir)
+    assert not [e for e in result.all_events
+                if e.step_key == "mmc4_core_shard" and e.event_type_value == "STEP_SUCCESS"]
+
+
+@pytest.mark.slow
+def test_image_yield_bound_comes_from_run_config(low_yield):
+    """The same shards pass with a lower bound in run config (the crawl is reused: same data)."""
+    again = run(low_yield.defs, low_yield.instance, ["mmc4_images"], LOW_YIELD_KEYS,
+                run_config=op_config("mmc4_images", checks={"min_image_yield": 0.0}))
+    check = check_results(again)["mmc4_images:image_yield_above_threshold"]
+    assert again.success and check.passed and check.metadata["bound"].value == 0.0
+    assert partition_metadata(low_yield.instance, "mmc4_images", "00009")["reused_crawl"] is True
+
+
+# --- a remote data root -------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_remote_root_publishes_the_pair_and_a_second_machine_fetches_inputs(sample_world, tmp_path):
+    """Shard 3 annotated and crawled on one working copy, written to VILA's directory from another: the
+    second fetches what the first published, and only the .pkl/.count pair lands in pkl-core."""
+    import fsspec
+
+    url = "memory://mmc4-remote/vila"
+    first = FsspecDataRoot(url_root=url, local_cache=str(tmp_path / "a"))
+    second = FsspecDataRoot(url_root=url, local_cache=str(tmp_path / "b"))
+    with dg.instance_for_test() as instance:
+        _register(instance, ["00003"])
+        # the profile over a DataRoot resource (defs_for takes a local path)
+        upstream = run(build_definitions(sample_world.profile(first)), instance,
+                       ["mmc4_annotations", "mmc4_images"], ["00003"])
+        assert upstream.success, failure_text(upstream)
+        core = run(build_definitions(sample_world.profile(second)), instance, ["mmc4_core_shard"], ["00003"])
+        assert core.success, failure_text(core)
+    fs, base = fsspec.core.url_to_fs(url)
+    remote_pkl_dir = f"{base}/{Mmc4Layout(second).pkl_dir.relative_to(second.path()).as_posix()}"
+    assert sorted(p.rsplit("/", 1)[-1] for p in fs.find(remote_pkl_dir)) == [
+        f"{_stem('00003')}.count", f"{_stem('00003')}.pkl"]
+    layout = Mmc4Layout(second)
+    assert fs.exists(f"{base}/{second.relpath(layout.docs_manifest('00003'))}")
+    assert fs.cat_file(f"{base}/{second.relpath(layout.pkl(_stem('00003')))}") == layout.pkl(_stem("00003")).read_bytes()
+
+
+# --- partition discovery --------------------------------------------------------------------------------------
+
+
+def test_sensor_registers_new_shards_once(sample_world, tmp_path):
+    resources = profile_for(sample_world, tmp_path).resources
+    sensor_resources = {"hub": resources["hub"], "mmc4_source": resources["mmc4_source"]}
+    with dg.instance_for_test() as instance:
+        first = mmc4_shard_sensor(dg.build_sensor_context(instance=instance, resources=sensor_resources))
         assert isinstance(first, dg.SensorResult)
         (request,) = first.dynamic_partitions_requests
         assert list(request.partition_keys) == SAMPLE_KEYS
-        instance.add_dynamic_partitions(mmc4.mmc4_shards.name, list(request.partition_keys))
-        second = mmc4.mmc4_shard_sensor(dg.build_sensor_context(instance=instance, resources={"hub": resources["hub"], "mmc4_source": mmc4.Mmc4Source()}))
+        instance.add_dynamic_partitions(mmc4_shards.name, list(request.partition_keys))
+        second = mmc4_shard_sensor(dg.build_sensor_context(instance=instance, resources=sensor_resources))
         assert isinstance(second, dg.SkipReason)
-
-
-def test_source_json_pins_the_hub_revision(backfill):
-    root, instance, _ = backfill
-    source = json.loads((root / "staging" / "mmc4" / "00000" / "source.json").read_text())
-    assert source["file"] == "docs_no_face_shard_0_v3.jsonl.zip" and len(source["revision"]) == 40
-    run_md = _partition_metadata(instance, "mmc4_annotations", "00000")
-    assert run_md["revision"] == source["revision"]

@@ -1,9 +1,14 @@
-"""Snapshot of the MMC4-core asset specs: an accidental key, dependency, partitioning or check change fails."""
+"""Snapshot of the MMC4-core asset specs: an accidental key, dependency, partitioning, check or config
+change fails."""
 
 import dagster as dg
+import pytest
 
 from vila_assets.assets import mmc4
-from vila_assets.resources.config import default_resources
+from vila_assets.assets.mmc4.config import AnnotationsConfig, CoreShardConfig, ImagesConfig
+from vila_assets.definitions import build_definitions
+from vila_assets.profiles import production
+from vila_assets.resources.storage import LocalDataRoot
 
 EXPECTED = {
     "mmc4_annotations": {
@@ -29,11 +34,17 @@ EXPECTED = {
 }
 
 
-def _snapshot() -> dict:
-    defs = dg.Definitions.merge(mmc4.defs, dg.Definitions(resources=default_resources()))
+@pytest.fixture(scope="module")
+def location(tmp_path_factory) -> dg.Definitions:
+    """The whole production code location (resources from the profile, not from the family)."""
+    return build_definitions(production(LocalDataRoot(root=str(tmp_path_factory.mktemp("mmc4-spec")))))
+
+
+def _snapshot(defs: dg.Definitions) -> dict:
     graph = defs.resolve_asset_graph()
+    family = {a.key for a in mmc4.defs.assets}
     out = {}
-    for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string()):
+    for key in sorted(family, key=lambda k: k.to_user_string()):
         node = graph.get(key)
         assets_def = graph.assets_def_for_key(key)
         out[key.to_user_string()] = {
@@ -51,8 +62,8 @@ def _snapshot() -> dict:
     return out
 
 
-def test_asset_keys_deps_checks_and_resources_are_as_designed():
-    snap = _snapshot()
+def test_asset_keys_deps_checks_and_resources_are_as_designed(location):
+    snap = _snapshot(location)
     assert sorted(snap) == sorted(EXPECTED)
     for key, expected in EXPECTED.items():
         got = snap[key]
@@ -60,15 +71,30 @@ def test_asset_keys_deps_checks_and_resources_are_as_designed():
         assert got["group"] == "mmc4"
 
 
-def test_every_asset_is_partitioned_by_dynamic_shards_with_a_multi_run_backfill_policy():
-    for key, got in _snapshot().items():
+def test_every_asset_is_partitioned_by_dynamic_shards_with_a_multi_run_backfill_policy(location):
+    for key, got in _snapshot(location).items():
         assert isinstance(got["partitions"], dg.DynamicPartitionsDefinition), key
         assert got["partitions"].name == "mmc4_shards"
         assert got["backfill"] == dg.BackfillPolicy.multi_run(max_partitions_per_run=50), key
 
 
-def test_sensor_and_family_resources():
+def test_sensor_in_the_family_and_source_in_the_profile(location):
     assert [s.name for s in mmc4.defs.sensors] == ["mmc4_shard_sensor"]
     assert mmc4.mmc4_shard_sensor.default_status == dg.DefaultSensorStatus.RUNNING
-    assert set(mmc4.defs.resources) == {"mmc4_source"}
-    assert callable(mmc4.demo_steps)
+    assert "mmc4_shard_sensor" in {s.name for s in location.sensors}
+    assert not mmc4.defs.resources  # sources are the profile's, visible in the launchpad
+    source = location.resources["mmc4_source"]
+    assert isinstance(source, mmc4.Mmc4Source)
+    assert (source.location, source.revision) == ("hf:jmhessel/mmc4-core-ff", "main")
+
+
+def test_check_thresholds_are_run_config_with_production_defaults():
+    assert AnnotationsConfig().strict is False
+    assert ImagesConfig().recrawl is False and ImagesConfig().checks.min_image_yield == 0.4
+    core = CoreShardConfig()
+    assert core.filter_policy == "all_or_nothing"
+    assert (core.checks.min_doc_yield, core.checks.near_duplicate_distance, core.checks.max_near_duplicate_rate) == (
+        0.15, 3, 0.1)
+    images_fields = mmc4.mmc4_images.op.config_schema.as_field().config_type.fields
+    assert set(images_fields) == {"recrawl", "checks"}
+    assert set(images_fields["checks"].config_type.fields) == {"min_image_yield"}
