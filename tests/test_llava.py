@@ -1,83 +1,70 @@
 """LLaVA assets on the sample world: CC3M-595K and mix665k read back the way VILA's LazySupervisedDataset
-reads them, reruns are byte-identical, and bad input (malformed conversations, zip slip) fails naming the
-file and the record / entry."""
+reads them, reruns are byte-identical, bad input (malformed conversations, zip slip) fails naming the file
+and the record / entry, and the shared LLaVA-format JSON checks fail on what they guard."""
 
 import json
 import zipfile
 
 import dagster as dg
 import pytest
+from PIL import Image
 
-from vila_assets.sample_world.world import world_env
-from vila_assets.assets import llava
+from tests.dagster_runs import check_results, checks_passed, defs_for, failure_text, materializations, op_config, run
+from vila_assets.assets._checks import Findings
+from vila_assets.assets.llava.checks import (
+    CC3M_CHECKS,
+    IMAGES_DECODE,
+    MIX665K_CHECKS,
+    record_images_decode,
+    record_json_output_findings,
+)
+from vila_assets.assets.llava.sources import LlavaSource
 from vila_assets.core.llava_json import loader_samples
-from vila_assets.core.vila_format import REGISTRY, registry_path
-from vila_assets.resources.config import default_resources
-from vila_assets.sample_world.sources import llava as llava_source
-from vila_assets.sample_world.world import SampleWorld
+from vila_assets.core.vila_format import REGISTRY, registry_path, write_json
+from vila_assets.sample_world.sources import llava as llava_world
 
 ASSETS = ("sft_image_roots", "llava_cc3m_595k", "llava_mix665k")
 
 
-def run(instance, keys=ASSETS, run_config=None):
-    defs = dg.Definitions.merge(llava.defs, dg.Definitions(resources=default_resources()))
-    job = defs.resolve_implicit_global_asset_job_def()
-    return job.execute_in_process(
-        asset_selection=[dg.AssetKey(k) for k in keys], instance=instance, run_config=run_config, raise_on_error=False
-    )
-
-
-def materializations(result) -> dict[str, dict]:
-    out = {}
-    for ev in result.all_events:
-        if ev.event_type_value == "ASSET_MATERIALIZATION":
-            m = ev.event_specific_data.materialization
-            out[m.asset_key.to_user_string()] = {k: getattr(v, "value", v) for k, v in m.metadata.items()}
-    return out
-
-
-def checks(result) -> dict[str, bool]:
-    return {
-        f"{ev.event_specific_data.asset_key.to_user_string()}:{ev.event_specific_data.check_name}": ev.event_specific_data.passed
-        for ev in result.all_events
-        if ev.event_type_value == "ASSET_CHECK_EVALUATION"
-    }
-
-
-def failure_text(result) -> str:
-    parts = []
-    for ev in result.all_events:
-        if ev.is_failure and ev.event_specific_data is not None:
-            err = getattr(ev.event_specific_data, "error", None)
-            if err is not None:
-                parts.append(err.to_string())
-            ufd = getattr(ev.event_specific_data, "user_failure_data", None)
-            if ufd is not None:
-                parts.append(ufd.description or "")
-    return "\n".join(parts)
-
-
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    """One world, one data root, all llava assets materialized once for the module's read-only tests."""
-    base = tmp_path_factory.mktemp("llava")
-    with SampleWorld(base / "world", scale="test", families=["llava", "sharegpt4v"], clip=False) as world:
-        with world_env(world, base / "root"), dg.instance_for_test() as instance:
-            result = run(instance)
-            yield world, base / "root", result
+def built(sample_world, tmp_path_factory):
+    """All llava assets materialized once into one data root, for the module's read-only tests."""
+    root = tmp_path_factory.mktemp("llava") / "root"
+    with dg.instance_for_test() as instance:
+        yield root, run(defs_for(sample_world, root), instance, ASSETS)
 
 
+@pytest.mark.slow
 def test_everything_materializes_and_every_check_passes(built):
-    _, _, result = built
+    _, result = built
     assert result.success, failure_text(result)
     assert set(materializations(result)) == set(ASSETS)
-    assert checks(result) and all(checks(result).values()), checks(result)
+    passed = checks_passed(result)
+    # one result per declared check, every one passing
+    assert set(passed) == {f"llava_cc3m_595k:{c.name}" for c in CC3M_CHECKS} | {
+        f"llava_mix665k:{c.name}" for c in MIX665K_CHECKS}
+    assert all(passed.values()), passed
+    severity = {k: v.severity for k, v in check_results(result).items()}
+    # CC3M's images ship with it: a missing one is an error; mix665k's come from elsewhere: a warning
+    assert severity["llava_cc3m_595k:images_present"] == dg.AssetCheckSeverity.ERROR
+    assert severity["llava_mix665k:images_present"] == dg.AssetCheckSeverity.WARN
 
 
-def test_cc3m_published_at_registry_path_and_loadable(built):
-    world, root, result = built
+@pytest.mark.slow
+def test_image_roots_fetched_from_the_configured_repo(built, sample_world):
+    root, result = built
+    md = materializations(result)["sft_image_roots"]
+    assert md["images_repo"] == llava_world.IMAGE_ROOTS_REPO and len(md["revision_sha"]) == 40
+    referenced = llava_world.referenced_images(sample_world.ctx)
+    assert md["images"] == len(referenced) and md["roots_fetched"] >= 6
+    assert all((root / "playground/data" / p).is_file() for p in referenced)
+
+
+@pytest.mark.slow
+def test_cc3m_published_at_registry_path_and_loadable(built, sample_world):
+    root, result = built
     md = materializations(result)["llava_cc3m_595k"]
-    records, planted = llava_source.cc3m_records(world.ctx)
+    records, planted = llava_world.cc3m_records(sample_world.ctx)
     data_path = registry_path("llava_1_5_align", root)
     assert data_path == root / "playground/data/LLaVA-Pretrain/LLaVA-CC3M-Pretrain-595K.json"
     images = root / REGISTRY["llava_1_5_align"].image_path.removeprefix("./")
@@ -93,36 +80,45 @@ def test_cc3m_published_at_registry_path_and_loadable(built):
     }
     assert all(s["images"] and s["turns"] == 2 for s in samples)
     assert len(md["revision_sha"]) == 40
+    decode = check_results(result)["llava_cc3m_595k:images_decode"]
+    assert decode.metadata["checked"].value == len(records) - len(planted)  # every published image decoded
 
 
-def test_mix665k_published_verbatim_with_root_report(built):
-    world, root, result = built
+@pytest.mark.slow
+def test_mix665k_published_verbatim_with_root_report(built, sample_world):
+    root, result = built
     md = materializations(result)["llava_mix665k"]
     data_path = registry_path("llava_1_5_sft", root)
-    upstream = world.hub_root / "datasets" / llava_source.INSTRUCT_REPO / "llava_v1_5_mix665k.json"
+    upstream = sample_world.hub_root / "datasets" / llava_world.INSTRUCT_REPO / "llava_v1_5_mix665k.json"
     assert data_path.read_bytes() == upstream.read_bytes()  # every record valid: upstream bytes unchanged
     samples = list(loader_samples(data_path, root / "playground/data"))
-    expected = llava_source.mix665k_records(world.ctx)
+    expected = llava_world.mix665k_records(sample_world.ctx)
     assert len(samples) == len(expected) == md["records"]
     assert md["text_only"] == sum(1 for r in expected if "image" not in r) > 0
     report = json.loads((root / "reports/llava/mix665k_image_roots.json").read_text())
     roots = {r["root"]: r for r in report["roots"]}
     assert set(roots) == {"coco/train2017", "gqa/images", "ocr_vqa/images", "textvqa/train_images", "vg/VG_100K", "vg/VG_100K_2"}
     assert all(r["present"] == r["referenced"] and r["folder_exists"] for r in roots.values())
+    assert all(f"`{r}`" in md["image_roots"] for r in roots)  # the presence table names every root
 
 
-def test_pinned_rerun_is_byte_identical_and_reports_missing_roots(built, tmp_path):
-    """Rerun into a fresh data root, pinned to the recorded sha, without fetching the image roots: the
+@pytest.mark.slow
+def test_pinned_rerun_is_byte_identical_and_reports_missing_roots(built, sample_world, tmp_path):
+    """Rerun into a fresh data root, pinned to the recorded shas, without fetching the image roots: the
     published files are byte-identical, and the presence report (and its WARN check) says what is missing."""
-    world, root, result = built
-    sha = materializations(result)["llava_mix665k"]["revision_sha"]
-    with world_env(world, tmp_path), dg.instance_for_test() as instance:
-        res = run(instance, ("llava_cc3m_595k", "llava_mix665k"),
-                  {"ops": {"llava_mix665k": {"config": {"revision": sha}}}})
+    root, result = built
+    mds = materializations(result)
+    source = LlavaSource(cc3m_revision=mds["llava_cc3m_595k"]["revision_sha"],
+                         instruct_revision=mds["llava_mix665k"]["revision_sha"])
+    with dg.instance_for_test() as instance:
+        res = run(defs_for(sample_world, tmp_path, llava_source=source), instance, ASSETS[1:])
     assert res.success, failure_text(res)
     md = materializations(res)["llava_mix665k"]
-    assert md["revision_sha"] == sha and md["images_missing"] == md["images_referenced"] > 0
-    assert checks(res)["llava_mix665k:images_present"] is False
+    assert md["revision_sha"] == source.instruct_revision
+    assert md["images_missing"] == md["images_referenced"] > 0
+    present = check_results(res)["llava_mix665k:images_present"]
+    assert present.passed is False and present.severity == dg.AssetCheckSeverity.WARN
+    assert "coco/train2017" in present.metadata["failing_examples"].value
     for name in ("llava_1_5_align", "llava_1_5_sft"):
         assert registry_path(name, tmp_path).read_bytes() == registry_path(name, root).read_bytes()
     a = sorted(p.name for p in (root / "playground/data/LLaVA-Pretrain/images").iterdir())
@@ -130,53 +126,115 @@ def test_pinned_rerun_is_byte_identical_and_reports_missing_roots(built, tmp_pat
     assert a == b
 
 
+@pytest.mark.slow
+def test_no_image_roots_repo_fetches_nothing(sample_world, tmp_path):
+    with dg.instance_for_test() as instance:
+        res = run(defs_for(sample_world, tmp_path, llava_source=LlavaSource(image_roots_repo="")), instance,
+                  ("sft_image_roots",))
+    assert res.success, failure_text(res)
+    md = materializations(res)["sft_image_roots"]
+    assert (md["images_repo"], md["roots_fetched"], md["images"]) == ("(none configured)", 0, 0)
+    assert "revision_sha" not in md and not (tmp_path / "playground/data/coco").exists()
+
+
 def _edit_hub(world, repo, filename, data: bytes):
     (world.hub_root / "datasets" / repo / filename).write_bytes(data)
     world.hub.invalidate()
 
 
-@pytest.fixture(scope="module")
-def own_world(tmp_path_factory):
-    """A world the bad-input tests edit (each edits a different file)."""
-    with SampleWorld(tmp_path_factory.mktemp("bad") / "world", scale="test", families=["llava"], clip=False) as world:
-        yield world
-
-
-def test_malformed_conversations_fail_naming_file_and_record_id(own_world, tmp_path):
-    recs = llava_source.mix665k_records(own_world.ctx)
+@pytest.mark.slow
+def test_malformed_conversations_fail_naming_file_and_record_id(make_world, tmp_path):
+    world = make_world(families=["llava"], clip=False)
+    recs = llava_world.mix665k_records(world.ctx)
     bad_id = recs[2]["id"]
     recs[2]["conversations"] = [{"from": "gpt", "value": "answer first"}, {"from": "human", "value": "?"}]
-    _edit_hub(own_world, llava_source.INSTRUCT_REPO, "llava_v1_5_mix665k.json", json.dumps(recs).encode())
-    with world_env(own_world, tmp_path / "root"), dg.instance_for_test() as instance:
-        res = run(instance, ("llava_mix665k",))
+    _edit_hub(world, llava_world.INSTRUCT_REPO, "llava_v1_5_mix665k.json", json.dumps(recs).encode())
+    root = tmp_path / "root"
+    defs = defs_for(world, root)
+    with dg.instance_for_test() as instance:
+        res = run(defs, instance, ("llava_mix665k",))
         assert not res.success
         text = failure_text(res)
         assert "llava_v1_5_mix665k.json record #2" in text and repr(bad_id) in text
         assert "turn 0 is from 'gpt', expected 'human'" in text
-        assert not registry_path("llava_1_5_sft", tmp_path / "root").exists()
+        assert not registry_path("llava_1_5_sft", root).exists()
         # non-strict publishes the valid records and counts the bad one
-        res = run(instance, ("llava_mix665k",), {"ops": {"llava_mix665k": {"config": {"strict": False}}}})
-        assert res.success
+        res = run(defs, instance, ("llava_mix665k",), run_config=op_config("llava_mix665k", strict=False))
+        assert res.success, failure_text(res)
         md = materializations(res)["llava_mix665k"]
         assert (md["records"], md["invalid_records"]) == (len(recs) - 1, 1)
-        published = json.loads(registry_path("llava_1_5_sft", tmp_path / "root").read_text())
+        published = json.loads(registry_path("llava_1_5_sft", root).read_text())
         assert len(published) == len(recs) - 1
         assert all(r["conversations"][0]["from"] == "human" for r in published)
+        assert checks_passed(res)["llava_mix665k:schema"] and checks_passed(res)["llava_mix665k:counts"]
 
 
-def test_zip_entry_escaping_its_folder_fails_naming_zip_and_entry(own_world, tmp_path):
+@pytest.mark.slow
+def test_zip_entry_escaping_its_folder_fails_naming_zip_and_entry(make_world, tmp_path):
+    world = make_world(families=["llava"], clip=False)
     root = tmp_path / "root"
-    with world_env(own_world, root), dg.instance_for_test() as instance:
-        assert run(instance, ("llava_cc3m_595k",)).success
+    defs = defs_for(world, root)
+    with dg.instance_for_test() as instance:
+        assert run(defs, instance, ("llava_cc3m_595k",)).success
         images = root / "playground/data/LLaVA-Pretrain/images"
         before = sorted(p.name for p in images.iterdir())
-        zpath = own_world.hub_root / "datasets" / llava_source.CC3M_REPO / "images.zip"
+        zpath = world.hub_root / "datasets" / llava_world.CC3M_REPO / "images.zip"
         with zipfile.ZipFile(zpath, "a") as zf:
             zf.writestr("../../escaped.jpg", b"gotcha")
-        own_world.hub.invalidate()
-        res = run(instance, ("llava_cc3m_595k",))
+        world.hub.invalidate()
+        res = run(defs, instance, ("llava_cc3m_595k",))
         assert not res.success
         text = failure_text(res)
         assert "images.zip: entry '../../escaped.jpg': '..' component escapes the destination" in text
         assert not list(root.rglob("escaped.jpg"))
         assert sorted(p.name for p in images.iterdir()) == before  # the published tree is untouched
+
+
+# --- the shared JSON output checks, on files made to break them ------------------------------------------------
+
+
+def _conv(rid, image=None, answer="A red circle."):
+    question = "<image>\nWhat?" if image else "What?"
+    rec = {"id": rid, "conversations": [{"from": "human", "value": question}, {"from": "gpt", "value": answer}]}
+    if image:
+        rec["image"] = image
+    return rec
+
+
+def _results(findings) -> dict:
+    return {r.check_name: r for r in findings.results()}
+
+
+def test_json_output_checks_pass_on_a_good_file(tmp_path):
+    (tmp_path / "coco/train2017").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(tmp_path / "coco/train2017/1.jpg")
+    path = write_json(tmp_path / "good.json", [_conv("a", "coco/train2017/1.jpg"), _conv("b", answer="Text only.")])
+    findings = Findings(CC3M_CHECKS)
+    report = record_json_output_findings(findings, path, tmp_path, expected_records=2)
+    record_images_decode(findings, path, tmp_path)
+    assert report.records == 2 and all(r.passed for r in findings.results())
+
+
+def test_json_output_checks_fail_on_what_they_guard(tmp_path):
+    """A bad record, a count the run did not write, a repeated conversation and a missing image each fail
+    their own check (read back from the file, not from what the run believed)."""
+    (tmp_path / "coco/train2017").mkdir(parents=True)
+    (tmp_path / "coco/train2017/1.jpg").write_bytes(b"<html>not an image</html>")
+    bad = {"id": "bad", "conversations": [{"from": "gpt", "value": "answer first"}]}
+    records = [_conv("a", "coco/train2017/1.jpg"), _conv("copy", "coco/train2017/1.jpg"),
+               _conv("gone", "gqa/images/2.jpg", "Other."), bad]
+    path = write_json(tmp_path / "bad.json", records)
+    findings = Findings(CC3M_CHECKS)
+    record_json_output_findings(findings, path, tmp_path, expected_records=4)
+    record_images_decode(findings, path, tmp_path)
+    results = _results(findings)
+    assert not results["schema"].passed and "record #3" in results["schema"].description
+    assert not results["counts"].passed and results["counts"].metadata["in_file"].value == 3
+    assert not results["no_identical_conversations"].passed
+    assert results["no_identical_conversations"].severity == dg.AssetCheckSeverity.WARN
+    present = results["images_present"]
+    assert not present.passed and present.metadata["failing_examples"].value == {
+        "gqa/images": "1 of 1 images missing; the root folder does not exist"}
+    decode = results[IMAGES_DECODE.name]
+    assert not decode.passed and set(decode.metadata["failing_examples"].value) == {
+        "coco/train2017/1.jpg", "gqa/images/2.jpg"}

@@ -69,6 +69,42 @@ def test_malformed_json_names_the_file_and_element(tmp_path, text, message):
     assert str(p) in str(err.value) and message in str(err.value)
 
 
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (b'["\xc3\xbc", "\xf0\x9f', "file ends inside a UTF-8 sequence"),
+        (b'["ok", "\xff"]', "not UTF-8 near character"),
+    ],
+)
+def test_bytes_that_are_not_utf8_name_the_file(tmp_path, data, message):
+    p = tmp_path / "bytes.json"
+    p.write_bytes(data)
+    with pytest.raises(JsonArrayError) as err:
+        list(iter_json_array(p, chunk_size=2))
+    assert str(p) in str(err.value) and message in str(err.value)
+
+
+def test_reader_hands_every_byte_to_on_bytes_and_drops_consumed_text(tmp_path):
+    """``on_bytes`` sees the file exactly (hashing while parsing); elements past the first chunk still parse
+    after the consumed prefix is dropped."""
+    import hashlib
+
+    recs = _records(200)
+    p = write_json(tmp_path / "big.json", recs)
+    h = hashlib.sha256()
+    assert list(iter_json_array(p, chunk_size=512, on_bytes=h.update)) == recs
+    assert h.hexdigest() == hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+def test_a_malformed_element_longer_than_the_limit_is_not_read_to_the_end(tmp_path):
+    p = tmp_path / "long.json"
+    p.write_text('[{"id": 1}, {"id": ' + " " * 10_000 + "x}]")
+    seen = []
+    with pytest.raises(JsonArrayError, match="element 1 at character 12 is not valid JSON"):
+        list(iter_json_array(p, chunk_size=64, max_element_chars=100, on_bytes=seen.append))
+    assert sum(map(len, seen)) < p.stat().st_size // 10
+
+
 def test_malformed_conversations_rejected_with_file_and_record_id(tmp_path):
     recs = _records(5)
     recs[3]["conversations"] = [{"from": "human", "value": "hi"}, {"from": "human", "value": "again"}]

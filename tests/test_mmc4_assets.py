@@ -347,6 +347,7 @@ def test_remote_root_publishes_the_pair_and_a_second_machine_fetches_inputs(samp
 # --- partition discovery --------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_sensor_registers_new_shards_once(sample_world, tmp_path):
     resources = profile_for(sample_world, tmp_path).resources
     sensor_resources = {"hub": resources["hub"], "mmc4_source": resources["mmc4_source"]}

@@ -8,21 +8,14 @@ import dagster as dg
 import pytest
 import yaml
 
-from vila_assets.sample_world.world import world_env
-from tests.test_llava import checks, failure_text, materializations
-from vila_assets.assets import llava, sft_mixture, sharegpt4v, vflan
+from tests.dagster_runs import check_results, checks_passed, defs_for, failure_text, materializations, op_config, run
+from vila_assets.assets.sft_mixture.checks import CHECKS
+from vila_assets.assets.vflan.partitions import CHUNK_KEYS
 from vila_assets.core.sft_mixture import MixtureError, read_components
 from vila_assets.core.vila_format import iter_shard_records, registry_path, write_json, write_pickle_shard
-from vila_assets.resources.config import default_resources
-from vila_assets.sample_world.world import SampleWorld
 
 SFT = dg.AssetKey("sft_mixture")
-
-
-def mixture_defs():
-    # the real VFLAN asset (for its 128-partition definition); other families stay out of this test
-    return dg.Definitions.merge(llava.defs, sharegpt4v.defs, vflan.defs, sft_mixture.defs,
-                                dg.Definitions(resources=default_resources()))
+COMPONENT_ASSETS = ("sft_image_roots", "llava_mix665k", "sharegpt4v_filtered")
 
 
 def write_vflan(root, n_records=300, salt=""):
@@ -30,9 +23,9 @@ def write_vflan(root, n_records=300, salt=""):
     remainder spread over the first parts. Stands in for running FLAN + M3IT here, which costs a minute."""
     directory = registry_path("vflan", root)
     recs = [{"id": f"flan{salt}-{i}", "question": f"Q{i}{salt}?", "answer": f"A{i}", "image": []} for i in range(n_records)]
-    base, extra = divmod(n_records, 128)
+    base, extra = divmod(n_records, len(CHUNK_KEYS))
     start = 0
-    for part in range(128):
+    for part in range(len(CHUNK_KEYS)):
         size = base + (part < extra)
         write_pickle_shard(directory, f"part-{part:05d}", recs[start : start + size])
         start += size
@@ -44,30 +37,29 @@ def report_vflan(instance, keys):
         instance.report_runless_asset_event(dg.AssetMaterialization("vflan_chunks", partition=k))
 
 
-def run(defs, instance, keys, run_config=None):
-    return defs.resolve_implicit_global_asset_job_def().execute_in_process(
-        asset_selection=[dg.AssetKey(k) for k in keys], instance=instance, run_config=run_config, raise_on_error=False
-    )
+def assert_mixture_checks_pass(result):
+    passed = checks_passed(result)
+    assert set(passed) == {f"sft_mixture:{c.name}" for c in CHECKS}, passed  # one result per declared check
+    assert all(passed.values()), {k: v.description for k, v in check_results(result).items()}
 
 
 @pytest.fixture(scope="module")
-def components(tmp_path_factory):
-    """The sample world with mix665k + ShareGPT4V materialized once (real runs) into a data root."""
-    base = tmp_path_factory.mktemp("sft")
-    with SampleWorld(base / "world", scale="test", families=["llava", "sharegpt4v"], clip=False) as w:
-        with world_env(w, base / "root"), dg.instance_for_test() as instance:
-            res = run(mixture_defs(), instance, ("sft_image_roots", "llava_mix665k", "sharegpt4v_filtered"))
-            assert res.success, failure_text(res)
-        yield w, base / "root"
+def components(sample_world, tmp_path_factory):
+    """mix665k + ShareGPT4V materialized once (real runs) into a data root."""
+    root = tmp_path_factory.mktemp("sft") / "root"
+    with dg.instance_for_test() as instance:
+        res = run(defs_for(sample_world, root), instance, COMPONENT_ASSETS)
+        assert res.success, failure_text(res)
+    return sample_world, root
 
 
+@pytest.mark.slow
 def test_materializing_a_component_triggers_the_rebuild(components, tmp_path):
     world, built_root = components
     root = tmp_path / "root"
     shutil.copytree(built_root / "playground", root / "playground")  # this test rewrites a component
-    with world_env(world, root), dg.instance_for_test() as instance:
-        defs = mixture_defs()
-        keys = vflan.CHUNK_KEYS
+    defs = defs_for(world, root)
+    with dg.instance_for_test() as instance:
         tick = None
 
         def evaluate():
@@ -77,27 +69,28 @@ def test_materializing_a_component_triggers_the_rebuild(components, tmp_path):
 
         assert evaluate() == 0  # nothing exists yet
         # the JSON components were built by the fixture's runs; this instance learns of them as reports
-        for key in ("sft_image_roots", "llava_mix665k", "sharegpt4v_filtered"):
+        for key in COMPONENT_ASSETS:
             instance.report_runless_asset_event(dg.AssetMaterialization(key))
         write_vflan(root)
-        report_vflan(instance, keys[:-1])
+        report_vflan(instance, CHUNK_KEYS[:-1])
         assert evaluate() == 0  # one VFLAN chunk still missing: wait, do not publish a partial VFLAN
         assert evaluate() == 0
-        report_vflan(instance, keys[-1:])
+        report_vflan(instance, CHUNK_KEYS[-1:])
         assert evaluate() == 1  # the latched updates fire once the last chunk lands
         res = run(defs, instance, ("sft_mixture",))
         assert res.success, failure_text(res)
-        assert all(checks(res).values()) and checks(res)
+        assert_mixture_checks_pass(res)
         first = json.loads((root / "manifests/sft/sft_mixture.json").read_text())
         assert evaluate() == 0  # handled: no second request without a new update
 
-        # a component materializes again (stricter filter -> different content): the mixture is requested
+        # a component materializes again (looser filter -> different content): the mixture is requested
         res = run(defs, instance, ("sharegpt4v_filtered",),
-                  {"ops": {"sharegpt4v_filtered": {"config": {"max_sentence_repeats": 10}}}})
-        assert res.success
+                  run_config=op_config("sharegpt4v_filtered", max_sentence_repeats=10))
+        assert res.success, failure_text(res)
         assert evaluate() == 1
         res = run(defs, instance, ("sft_mixture",))
-        assert res.success
+        assert res.success, failure_text(res)
+        assert_mixture_checks_pass(res)
         second = json.loads((root / "manifests/sft/sft_mixture.json").read_text())
         a, b = ({c["name"]: c for c in m["components"]} for m in (first, second))
         assert b["sharegpt4v_sft"]["samples"] == a["sharegpt4v_sft"]["samples"] + 1  # the planted loop is kept now
@@ -106,19 +99,23 @@ def test_materializing_a_component_triggers_the_rebuild(components, tmp_path):
         assert evaluate() == 0
 
         # one VFLAN chunk rewritten (a partition materialization) is a component update too
-        report_vflan(instance, keys[5:6])
+        report_vflan(instance, CHUNK_KEYS[5:6])
         assert evaluate() == 1
 
 
-def test_manifest_and_registry_describe_what_the_loaders_read(components):
-    world, root = components
-    with world_env(world, root), dg.instance_for_test() as instance:
-        defs = mixture_defs()
+@pytest.mark.slow
+def test_manifest_and_registry_describe_what_the_loaders_read(components, tmp_path):
+    world, built_root = components
+    root = tmp_path / "root"
+    shutil.copytree(built_root / "playground", root / "playground")
+    defs = defs_for(world, root)
+    with dg.instance_for_test() as instance:
         res = run(defs, instance, ("sft_mixture",))
         assert not res.success and "vlm-flan-clean-text1m-nosqa-sharded does not exist" in failure_text(res)
         vdir = write_vflan(root, n_records=300)
         res = run(defs, instance, ("sft_mixture",))
         assert res.success, failure_text(res)
+        assert_mixture_checks_pass(res)
         md = materializations(res)["sft_mixture"]
         manifest_bytes = (root / "manifests/sft/sft_mixture.json").read_bytes()
         # rerun: byte-identical manifest
@@ -135,6 +132,7 @@ def test_manifest_and_registry_describe_what_the_loaders_read(components):
     assert comps["vflan"]["samples"] == len(vrecs) == 300 and comps["vflan"]["files"] == 128
     assert all(isinstance(r["question"], str) and r["image"] == [] for _, r in vrecs)
     assert manifest["mixtures"]["vflan_sharegpt4v_sft"]["samples"] == 300 + comps["sharegpt4v_sft"]["samples"]
+    assert md["samples"] == manifest["mixtures"]["vflan_sharegpt4v_sft"]["samples"]
 
     datasets = yaml.safe_load((root / "manifests/sft/registry/datasets.yaml").read_text())
     assert datasets["sharegpt4v_sft"] == {

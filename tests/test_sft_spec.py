@@ -2,59 +2,64 @@
 check change fails here (update the snapshot on purpose when the lineage really changes)."""
 
 import dagster as dg
+import pytest
 
-from vila_assets.assets import llava, sft_mixture, sharegpt4v, vflan
-from vila_assets.resources.config import default_resources
+from vila_assets.definitions import build_definitions
+from vila_assets.demo import plan_runs
+from vila_assets.profiles import production
 
 SNAPSHOT = {
     "sft_image_roots": {"group": "llava", "deps": [], "partitioned": False, "automated": None,
-                        "checks": []},
+                        "checks": {}},
     "llava_cc3m_595k": {"group": "llava", "deps": [], "partitioned": False, "automated": None,
-                        "checks": ["cc3m_images_decode", "counts", "images_present", "no_identical_conversations", "schema"]},
+                        "checks": {"counts": False, "images_decode": False, "images_present": False,
+                                   "no_identical_conversations": False, "schema": True}},
     "llava_mix665k": {"group": "llava", "deps": ["sft_image_roots"], "partitioned": False, "automated": None,
-                      "checks": ["counts", "images_present", "no_identical_conversations", "schema"]},
+                      "checks": {"counts": False, "images_present": False, "no_identical_conversations": False,
+                                 "schema": True}},
     "sharegpt4v_filtered": {"group": "sharegpt4v", "deps": ["llava_mix665k"], "partitioned": False, "automated": None,
-                            "checks": ["counts", "images_present", "no_identical_conversations", "no_rule_violations",
-                                       "recombination", "schema", "yield_per_rule"]},
+                            "checks": {"counts": False, "images_present": False, "no_identical_conversations": False,
+                                       "no_rule_violations": False, "recombination": False, "schema": True,
+                                       "yield_per_rule": False}},
     "sft_mixture": {"group": "sft", "deps": ["llava_mix665k", "sharegpt4v_filtered", "vflan_chunks"], "partitioned": False,
-                    "automated": "eager, not mid-backfill", "checks": ["components_current", "registry_paths_exist"]},
+                    "automated": "eager, not mid-backfill",
+                    "checks": {"components_current": True, "registry_paths_exist": False}},
 }
 
 
-def _defs():
-    return dg.Definitions.merge(llava.defs, sharegpt4v.defs, vflan.defs, sft_mixture.defs,
-                                dg.Definitions(resources=default_resources()))
+@pytest.fixture(scope="module")
+def defs(tmp_path_factory) -> dg.Definitions:
+    """The whole code location (production profile; nothing is run)."""
+    from vila_assets.profiles import data_root_at
+
+    return build_definitions(production(data_root_at(str(tmp_path_factory.mktemp("root")))))
 
 
-def test_asset_specs_match_the_snapshot():
-    graph = _defs().resolve_asset_graph()
+def test_asset_specs_match_the_snapshot(defs):
+    graph = defs.resolve_asset_graph()
     got = {}
     for name in SNAPSHOT:
         node = graph.get(dg.AssetKey(name))
         cond = node.automation_condition
+        specs = {s.key.name: s.blocking for s in node.assets_def.check_specs if s.asset_key == node.key}
         got[name] = {
             "group": node.group_name,
             "deps": sorted(k.to_user_string() for k in node.parent_keys),
             "partitioned": node.is_partitioned,
             "automated": cond.get_label() if cond is not None else None,
-            "checks": sorted(c.name for c in node.check_keys),
+            "checks": specs,  # name -> blocking
         }
     assert got == SNAPSHOT
 
 
-def test_sft_mixture_fans_in_every_vflan_chunk():
-    graph = _defs().resolve_asset_graph()
+def test_sft_mixture_fans_in_every_vflan_chunk(defs):
+    graph = defs.resolve_asset_graph()
     mapping = graph.get_partition_mapping(dg.AssetKey("sft_mixture"), dg.AssetKey("vflan_chunks"))
     assert isinstance(mapping, dg.AllPartitionMapping)
     assert len(graph.get(dg.AssetKey("vflan_chunks")).partitions_def.get_partition_keys()) == 128
 
 
-def test_the_automation_sensor_runs_by_default_and_targets_the_mixture(monkeypatch):
-    from vila_assets import definitions
-
-    # the real build_definitions, limited to these families (others may be mid-change in parallel work)
-    monkeypatch.setattr(definitions, "family_modules", lambda: [llava, sharegpt4v, sft_mixture, vflan])
-    defs = definitions.build_definitions()
+def test_the_automation_sensor_runs_by_default_and_targets_the_mixture(defs):
     sensors = [s for s in defs.sensors if isinstance(s, dg.AutomationConditionSensorDefinition)]
     assert sensors and all(s.default_status == dg.DefaultSensorStatus.RUNNING for s in sensors)
     graph = defs.resolve_asset_graph()
@@ -62,8 +67,13 @@ def test_the_automation_sensor_runs_by_default_and_targets_the_mixture(monkeypat
     assert dg.AssetKey("sft_mixture") in targeted
 
 
-def test_demo_steps_order_after_vflan():
-    steps = {s.name: s for m in (llava, sharegpt4v, sft_mixture) for s in m.demo_steps({}, "demo")}
-    vflan_order = max(s.order for s in vflan.demo_steps({}, "demo"))
-    assert steps["sft: mixture manifest + registry"].order > vflan_order
-    assert all(s.order < vflan_order for n, s in steps.items() if not n.startswith("sft:"))
+def test_the_demo_runs_the_mixture_after_all_its_components(defs):
+    """The demo's plan comes from the graph: the mixture waits for VFLAN and ShareGPT4V (a later wave), and
+    ShareGPT4V comes after mix665k, after the image roots (a chain of unpartitioned assets may share a run,
+    in dependency order)."""
+    with dg.instance_for_test() as instance:
+        waves = plan_runs(defs, production(), instance)
+    wave_of = {key.to_user_string(): i for i, wave in enumerate(waves) for run in wave for key in run.assets}
+    assert wave_of["sft_mixture"] > max(wave_of[a] for a in ("vflan_chunks", "llava_mix665k", "sharegpt4v_filtered"))
+    order = [key.to_user_string() for wave in waves for run in wave for key in run.assets]
+    assert order.index("sft_image_roots") < order.index("llava_mix665k") < order.index("sharegpt4v_filtered")

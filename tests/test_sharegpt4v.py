@@ -1,21 +1,32 @@
 """ShareGPT4V: each written rule removes what it should and spares the near misses; the asset removes
-exactly the planted samples, recombines mix665k - detail23k + cap100k, and its outputs load like VILA's."""
+exactly the planted samples, recombines mix665k - detail23k + cap100k, its outputs load like VILA's, and its
+checks read the published files back against this run's rules and thresholds."""
 
 import json
 
 import dagster as dg
 import pytest
 
-from vila_assets.sample_world.world import world_env
-from tests.test_llava import checks, failure_text, materializations
-from vila_assets.assets import llava, sharegpt4v
+from tests.dagster_runs import check_results, checks_passed, defs_for, failure_text, materializations, op_config, run
+from vila_assets.assets._checks import Findings
+from vila_assets.assets.sharegpt4v.checks import CHECKS, NO_RULE_VIOLATIONS, YIELD_PER_RULE, record_rule_violations, record_yields
+from vila_assets.assets.sharegpt4v.config import ShareGPT4VChecks, ShareGPT4VConfig
 from vila_assets.core.llava_json import loader_samples
-from vila_assets.core.sharegpt4v import FilterRules, SampleFilter, detail_key, ngram_repeat_ratio, recombine_sft, sentence_repeats
-from vila_assets.core.vila_format import registry_path
-from vila_assets.resources.config import default_resources
-from vila_assets.sample_world.sources import llava as llava_source
-from vila_assets.sample_world.sources import sharegpt4v as s4_source
-from vila_assets.sample_world.world import SampleWorld
+from vila_assets.core.sharegpt4v import (
+    FilterReport,
+    FilterRules,
+    SampleFilter,
+    detail_key,
+    ngram_repeat_ratio,
+    recombine_sft,
+    sentence_repeats,
+)
+from vila_assets.core.vila_format import registry_path, write_json
+from vila_assets.sample_world.sources import llava as llava_world
+from vila_assets.sample_world.sources import sharegpt4v as s4_world
+
+ASSETS = ("sft_image_roots", "llava_mix665k", "sharegpt4v_filtered")
+PT_FILTERED = "ShareGPT4V/jason-filter-share-captioner_coco_lcs_sam_1246k_1107.json"
 
 
 def rec(text, rid="x", image="coco/train2017/1.jpg", human="<image>\nDescribe."):
@@ -77,42 +88,72 @@ def test_recombination_matches_detail_by_id_and_answers():
     assert (report.detail_removed, report.detail_unmatched, report.captions_added, report.records_out) == (1, 0, 1, 3)
 
 
-def run(instance, run_config=None, keys=("sft_image_roots", "llava_mix665k", "sharegpt4v_filtered")):
-    defs = dg.Definitions.merge(llava.defs, sharegpt4v.defs, dg.Definitions(resources=default_resources()))
-    return defs.resolve_implicit_global_asset_job_def().execute_in_process(
-        asset_selection=[dg.AssetKey(k) for k in keys], instance=instance, run_config=run_config, raise_on_error=False
-    )
+def test_min_yield_is_defined_once_as_a_check_threshold():
+    assert ShareGPT4VConfig().checks.min_yield == ShareGPT4VChecks().min_yield == 0.8
+    assert ShareGPT4VConfig().rules() == FilterRules()
+
+
+def test_rule_violation_check_reads_the_files_with_the_runs_rules(tmp_path):
+    loop = NATURAL + " The red circle is in the middle of the image." * 3
+    clean = write_json(tmp_path / "clean.json", [rec(NATURAL, "a")])
+    looping = write_json(tmp_path / "loop.json", [rec(NATURAL, "a"), rec(loop, "b"), rec(NATURAL + " sa_12.", "c")])
+    findings = Findings(CHECKS)
+    record_rule_violations(findings, [clean, looping], FilterRules())
+    result = findings.result(NO_RULE_VIOLATIONS.name)
+    assert not result.passed and set(result.metadata["failing_examples"].value) == {"loop.json"}
+    assert result.metadata["violations"].value == {"loop.json:repeated_sentence": 1, "loop.json:sam_id_leak": 1}
+    # under a looser rule the loop is allowed: the check judges by the rules the run used
+    findings = Findings(CHECKS)
+    record_rule_violations(findings, [looping], FilterRules(max_sentence_repeats=3, sam_id_pattern="never"))
+    assert findings.result(NO_RULE_VIOLATIONS.name).passed
+
+
+def test_yield_check_bounds_every_filtered_file():
+    reports = {"cap100k": FilterReport("cap", records_in=100, records_out=96),
+               "pretrain": FilterReport("pt", records_in=100, records_out=70, removed={"sam_id_leak": 30})}
+    findings = Findings(CHECKS)
+    record_yields(findings, reports, min_yield=0.8)
+    result = findings.result(YIELD_PER_RULE.name)
+    assert not result.passed and set(result.metadata["failing_examples"].value) == {"pretrain"}
+    assert result.metadata["worst_subject"].value == "pretrain" and result.metadata["pretrain_removed_sam_id_leak"].value == 30
+    findings = Findings(CHECKS)
+    record_yields(findings, reports, min_yield=0.7)
+    assert findings.result(YIELD_PER_RULE.name).passed
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    base = tmp_path_factory.mktemp("s4")
-    with SampleWorld(base / "world", scale="test", families=["llava", "sharegpt4v"], clip=False) as world:
-        with world_env(world, base / "root"), dg.instance_for_test() as instance:
-            yield world, base / "root", run(instance)
+def built(sample_world, tmp_path_factory):
+    root = tmp_path_factory.mktemp("s4") / "root"
+    with dg.instance_for_test() as instance:
+        yield root, run(defs_for(sample_world, root), instance, ASSETS)
 
 
-def test_asset_removes_exactly_the_planted_samples(built):
-    world, root, result = built
+@pytest.mark.slow
+def test_asset_removes_exactly_the_planted_samples(built, sample_world):
+    root, result = built
     assert result.success, failure_text(result)
-    assert checks(result) and all(checks(result).values()), checks(result)
+    passed = checks_passed(result)
+    assert {k for k in passed if k.startswith("sharegpt4v_filtered:")} == {f"sharegpt4v_filtered:{c.name}" for c in CHECKS}
+    assert passed and all(passed.values()), passed
+    assert check_results(result)["sharegpt4v_filtered:recombination"].severity == dg.AssetCheckSeverity.WARN
     md = materializations(result)["sharegpt4v_filtered"]
-    for prefix, gen in (("cap100k", s4_source.cap100k_records), ("pretrain", s4_source.pt_records)):
-        records, answer = gen(world.ctx)
+    for prefix, gen in (("cap100k", s4_world.cap100k_records), ("pretrain", s4_world.pt_records)):
+        records, answer = gen(sample_world.ctx)
         for rule in ("sam_id_leak", "repeated_sentence", "repeated_ngrams", "duplicate_conversation"):
             assert md[f"{prefix}_removed_{rule}"] == sum(1 for r in answer.values() if r == rule), (prefix, rule)
         assert md[f"{prefix}_kept"] == len(records) - len(answer)
-    pt = json.loads((root / "playground/data/ShareGPT4V/jason-filter-share-captioner_coco_lcs_sam_1246k_1107.json").read_text())
-    records, answer = s4_source.pt_records(world.ctx)
+    pt = json.loads((root / "playground/data" / PT_FILTERED).read_text())
+    records, answer = s4_world.pt_records(sample_world.ctx)
     assert [r["id"] for r in pt] == [r["id"] for r in records if r["id"] not in answer]
 
 
-def test_sft_file_is_mix665k_minus_detail_plus_captions_and_loads(built):
-    world, root, result = built
+@pytest.mark.slow
+def test_sft_file_is_mix665k_minus_detail_plus_captions_and_loads(built, sample_world):
+    root, result = built
     md = materializations(result)["sharegpt4v_filtered"]
-    mix = llava_source.mix665k_records(world.ctx)
-    detail = llava_source.detail23k_records(world.ctx)
-    caps, answer = s4_source.cap100k_records(world.ctx)
+    mix = llava_world.mix665k_records(sample_world.ctx)
+    detail = llava_world.detail23k_records(sample_world.ctx)
+    caps, answer = s4_world.cap100k_records(sample_world.ctx)
     path = registry_path("sharegpt4v_sft", root)
     assert path == root / "playground/data/sharegpt4v/sharegpt4v_mix738k_remove_sa.json"
     samples = list(loader_samples(path, root / "playground/data"))  # every image opens, turns alternate
@@ -123,25 +164,43 @@ def test_sft_file_is_mix665k_minus_detail_plus_captions_and_loads(built):
     assert not any(r["conversations"][-1]["value"] in detail_answers for r in published)
     report = json.loads((root / "reports/sharegpt4v/filter_report.json").read_text())
     assert report["rules"] == FilterRules().describe()
+    assert (root / "staging/sharegpt4v/filter-sharegpt4v_instruct_gpt4-vision_cap100k.json").is_file()
 
 
-def test_rerun_is_byte_identical(built, tmp_path):
-    world, root, _ = built
-    with world_env(world, tmp_path), dg.instance_for_test() as instance:
-        assert run(instance, keys=("llava_mix665k", "sharegpt4v_filtered")).success
-    for p in ("sharegpt4v/sharegpt4v_mix738k_remove_sa.json",
-              "ShareGPT4V/jason-filter-share-captioner_coco_lcs_sam_1246k_1107.json"):
+@pytest.mark.slow
+def test_rerun_is_byte_identical_and_the_yield_floor_is_run_config(built, sample_world, tmp_path):
+    root, _ = built
+    with dg.instance_for_test() as instance:
+        res = run(defs_for(sample_world, tmp_path), instance, ASSETS[1:],
+                  run_config=op_config("sharegpt4v_filtered", checks={"min_yield": 1.0}))
+    assert res.success, failure_text(res)
+    for p in ("sharegpt4v/sharegpt4v_mix738k_remove_sa.json", PT_FILTERED):
         assert (tmp_path / "playground/data" / p).read_bytes() == (root / "playground/data" / p).read_bytes()
+    # every planted removal now falls short of a 100 % floor; the other checks still pass
+    yields = check_results(res)["sharegpt4v_filtered:yield_per_rule"]
+    assert not yields.passed and yields.metadata["bound"].value == 1.0
+    assert set(yields.metadata["failing_examples"].value) == {"cap100k", "pretrain"}
+    assert checks_passed(res)["sharegpt4v_filtered:no_rule_violations"]
 
 
-def test_malformed_caption_record_fails_naming_file_and_id(tmp_path):
-    with SampleWorld(tmp_path / "world", scale="test", families=["llava", "sharegpt4v"], clip=False) as world:
-        records, _ = s4_source.cap100k_records(world.ctx)
-        records[4]["conversations"] = "not a list"
-        (world.hub_root / "datasets" / s4_source.CAPTIONS_REPO / s4_source.CAP100K).write_text(json.dumps(records))
-        world.hub.invalidate()
-        with world_env(world, tmp_path / "root"), dg.instance_for_test() as instance:
-            res = run(instance, keys=("sharegpt4v_filtered",))  # fails on cap100k, before needing mix665k
+@pytest.mark.slow
+def test_malformed_caption_record_fails_naming_file_and_id(make_world, tmp_path):
+    world = make_world(families=["llava", "sharegpt4v"], clip=False)
+    records, _ = s4_world.cap100k_records(world.ctx)
+    records[4]["conversations"] = "not a list"
+    (world.hub_root / "datasets" / s4_world.CAPTIONS_REPO / s4_world.CAP100K).write_text(json.dumps(records))
+    world.hub.invalidate()
+    with dg.instance_for_test() as instance:
+        # fails on cap100k, before needing mix665k
+        res = run(defs_for(world, tmp_path / "root"), instance, ("sharegpt4v_filtered",))
     assert not res.success
     text = failure_text(res)
-    assert f"{s4_source.CAP100K} record #4 (id {records[4]['id']!r}): 'conversations' must be a non-empty list" in text
+    assert f"{s4_world.CAP100K} record #4 (id {records[4]['id']!r}): 'conversations' must be a non-empty list" in text
+    assert not registry_path("sharegpt4v_sft", tmp_path / "root").exists()
+
+
+@pytest.mark.slow
+def test_missing_mix665k_fails_naming_the_upstream_asset(sample_world, tmp_path):
+    with dg.instance_for_test() as instance:
+        res = run(defs_for(sample_world, tmp_path), instance, ("sharegpt4v_filtered",))
+    assert not res.success and "materialize llava_mix665k first" in failure_text(res)

@@ -15,7 +15,6 @@ valid records and count the rest). Every published JSON file is read back from d
 (``checks.py``).
 """
 
-from __future__ import annotations
 
 import json
 import shutil

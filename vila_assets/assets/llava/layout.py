@@ -30,7 +30,7 @@ class LlavaLayout:
 
     def image_root(self, rel: str = "") -> Path:
         """An image root (``coco/train2017``) under ``playground/data``; ``""`` the base of them all."""
-        return self.data_root.playground(rel) if rel else self.data_root.playground()
+        return self.data_root.playground(rel)
 
     @property
     def cc3m_json(self) -> Path:
