@@ -81,3 +81,19 @@ def test_definitions_validate_under_each_profile(tmp_path, profile):
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "Validation successful" in out.stdout + out.stderr
+
+
+def test_profile_ranges_apply_per_group_even_when_partition_sets_are_equal(tmp_path):
+    # COYO's 128 shards and VFLAN's 128 chunks have equal keys: the profile's 4 COYO shards must not
+    # shrink the VFLAN run, and the two families never share a run.
+    from vila_assets.profiles import WorldInfo, sample_world
+    from vila_assets.resources.storage import LocalDataRoot
+
+    profile = sample_world(WorldInfo("http://127.0.0.1:9", "test"), LocalDataRoot(root=str(tmp_path)))
+    with dg.DagsterInstance.ephemeral() as instance:
+        runs = {a.to_user_string(): run for wave in plan_runs(build_definitions(profile), profile, instance)
+                for run in wave for a in run.assets}
+    assert len(runs["coyo_images"].partitions) == 4
+    assert len(runs["vflan_chunks"].partitions) == 128
+    assert runs["vflan_chunks"] is not runs["coyo_images"]
+    assert runs["coyo_split"].run_config == {"ops": {"coyo_split": {"config": {"samples_per_part": 32}}}}

@@ -40,7 +40,7 @@ def test_production_profile_uses_the_real_hub_and_pretrained_clip(tmp_path):
     assert (p.resources["clip"].model, p.resources["clip"].pretrained) == ("ViT-B-32", "openai")
     assert p.resources["crawler"].allow_networks == []  # private addresses stay blocked
     assert p.resources["flan_source"].sample_size == 1_000_000
-    assert p.partitions == () and p.run_config == {}
+    assert p.partitions == {} and p.run_config == {}
 
 
 def test_an_fsspec_url_gives_a_remote_data_root(tmp_path):

@@ -24,8 +24,9 @@ SEED = int(os.environ.get("TINY_CLIP_TEST_SEED", "0"))
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return ensure_tiny_clip(tmp_path_factory.mktemp("tiny-clip-cache"), seed=SEED)
+def model_dir(tiny_clip_cache):
+    # the session's one training (the sample world of seed 0 uses the same model)
+    return ensure_tiny_clip(tiny_clip_cache, seed=SEED)
 
 
 @pytest.fixture(scope="module")

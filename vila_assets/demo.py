@@ -4,11 +4,11 @@ Nothing here knows a family. The plan is read off the asset graph:
 
 1. the discovery sensors run once (MMC4's registers the world's shards as dynamic partitions);
 2. assets are taken in topological order, in waves: a wave is every asset whose upstream assets are
-   done, grouped by partitions definition and extended along chains of the same definition, so a whole
-   sharded family (COYO's four shard assets, say) is ONE ranged run, the way a backfill with a
-   ``BackfillPolicy`` batches it;
-3. each run covers the partition keys the profile names for that definition (all keys otherwise), with
-   the profile's run config; an asset whose upstream run failed is skipped, not run on stale inputs.
+   done, grouped by asset group and partitions definition and extended along chains of the same group
+   and definition, so a whole sharded family (COYO's four shard assets, say) is ONE ranged run, the way
+   a backfill with a ``BackfillPolicy`` batches it;
+3. each run covers the partition keys the profile names for that group (all keys otherwise), with the
+   profile's run config; an asset whose upstream run failed is skipped, not run on stale inputs.
 """
 
 from __future__ import annotations
@@ -114,15 +114,16 @@ def plan_runs(
         ready = [k for k in _toposorted(graph, todo) if _deps_done(graph, k, done, todo)]
         if not ready:
             raise RuntimeError(f"cannot order {sorted(k.to_user_string() for k in todo)}")
-        groups: dict[object, list[dg.AssetKey]] = {}
-        for key in ready:
-            groups.setdefault(graph.get(key).partitions_def, []).append(key)
-        for pdef, keys in groups.items():  # extend each group along chains of the same definition
-            _extend(graph, keys, pdef, done, todo)
+        groups: dict[tuple, list[dg.AssetKey]] = {}
+        for key in ready:  # two groups' definitions may be equal (128 COYO shards, 128 VFLAN chunks)
+            node = graph.get(key)
+            groups.setdefault((node.group_name, node.partitions_def), []).append(key)
+        for group, keys in groups.items():  # extend each along chains of the same group and definition
+            _extend(graph, keys, group, done, todo)
         wave = []
-        for pdef, keys in groups.items():
+        for (group_name, pdef), keys in groups.items():
             keys = sorted(set(keys), key=lambda k: _toposorted(graph, todo).index(k))
-            wave.append(_planned(keys, pdef, profile, instance))
+            wave.append(_planned(keys, group_name, pdef, profile, instance))
             done.update(keys)
         todo -= done
         waves.append(wave)
@@ -138,24 +139,26 @@ def _deps_done(graph, key, done, todo) -> bool:
     return all(p in done or p not in todo for p in graph.get(key).parent_keys)
 
 
-def _extend(graph, keys: list, pdef, done, todo) -> None:
+def _extend(graph, keys: list, group: tuple, done, todo) -> None:
     grew = True
     while grew:
         grew = False
         for key in _toposorted(graph, todo):
-            if key in keys or key in done or graph.get(key).partitions_def != pdef:
+            node = graph.get(key)
+            if key in keys or key in done or (node.group_name, node.partitions_def) != group:
                 continue
             if all(p in done or p not in todo or p in keys for p in graph.get(key).parent_keys):
                 keys.append(key)
                 grew = True
 
 
-def _planned(keys: list, pdef, profile: Profile, instance: dg.DagsterInstance) -> PlannedRun:
+def _planned(keys: list, group_name: str, pdef, profile: Profile, instance: dg.DagsterInstance) -> PlannedRun:
     config = {k.to_user_string(): {"config": profile.run_config[k.to_user_string()]}
               for k in keys if k.to_user_string() in profile.run_config}
     partitions = None
     if pdef is not None:
-        partitions = profile.partition_keys(pdef) or tuple(pdef.get_partition_keys(dynamic_partitions_store=instance))
+        partitions = profile.partitions.get(group_name) or tuple(
+            pdef.get_partition_keys(dynamic_partitions_store=instance))
     return PlannedRun(tuple(keys), partitions, {"ops": config} if config else {})
 
 
@@ -172,9 +175,11 @@ def execute(defs: dg.Definitions, run: PlannedRun, instance: dg.DagsterInstance)
         tags["dagster/asset_partition_range_start"] = run.partitions[0]
         tags["dagster/asset_partition_range_end"] = run.partitions[-1]
     log.info("demo: %s", run.name)
+    # the console shows warnings and the summary; every event stays in the instance for `dagster dev`
+    run_config = {**run.run_config, "loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     res = job.execute_in_process(
         asset_selection=list(run.assets), partition_key=partition_key, tags=tags,
-        run_config=run.run_config or None, instance=instance, raise_on_error=False,
+        run_config=run_config, instance=instance, raise_on_error=False,
     )
     outcome = RunOutcome(run, res.success)
     for ev in res.all_events:
@@ -200,7 +205,7 @@ def run_graph(defs: dg.Definitions, profile: Profile, instance: dg.DagsterInstan
     outcomes = []
     for wave in plan_runs(defs, profile, instance, selection):
         for run in wave:
-            upstream = {p for k in run.assets for p in graph.get(k).ancestor_keys if p not in run.assets}
+            upstream = {p for k in run.assets for p in graph.get_ancestor_asset_keys(k) if p not in run.assets}
             if upstream & failed or run.partitions == ():  # an upstream failed, or no partition to run
                 outcomes.append(RunOutcome(run, success=False, skipped=True))
                 failed.update(run.assets)

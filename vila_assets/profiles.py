@@ -20,7 +20,6 @@ from typing import Any
 
 import dagster as dg
 
-from vila_assets.assets.coyo.partitions import coyo_shards
 from vila_assets.assets.coyo.sources import CoyoSource
 from vila_assets.assets.llava.sources import LlavaSource
 from vila_assets.assets.mmc4.sources import Mmc4Source
@@ -39,20 +38,14 @@ WORLD_FILE = "sample_world/world.json"  # under the data root: where a served sa
 
 @dataclass(frozen=True)
 class Profile:
-    """``partitions``: (partitions definition, keys) pairs: the keys the demo materializes for assets
-    with that definition (an absent definition means every key it has). ``run_config``: op config per
-    asset key string, for the demo's runs."""
+    """``partitions``: asset group -> the partition keys the demo materializes for that group's
+    partitioned assets (a group not named: every key). ``run_config``: op config per asset key string,
+    for the demo's runs."""
 
     name: str
     resources: dict[str, Any]
-    partitions: tuple[tuple[dg.PartitionsDefinition, tuple[str, ...]], ...] = ()
+    partitions: dict[str, tuple[str, ...]] = field(default_factory=dict)
     run_config: dict[str, dict] = field(default_factory=dict)
-
-    def partition_keys(self, partitions_def: dg.PartitionsDefinition) -> tuple[str, ...] | None:
-        for pdef, keys in self.partitions:
-            if pdef == partitions_def:
-                return keys
-        return None
 
     @property
     def data_root(self) -> DataRoot:
@@ -145,7 +138,7 @@ def sample_world(world: WorldInfo, data_root: DataRoot) -> Profile:
                 llava_source=LlavaSource(image_roots_repo=sizes.IMAGE_ROOTS_REPO),
             ),
         },
-        partitions=((coyo_shards, sizes.coyo_demo_shards(world.scale)),),
+        partitions={"coyo": sizes.coyo_demo_shards(world.scale)},
         # ~150 samples survive in the sample world: small parts show the equal-size + remainder layout
         run_config={"coyo_split": {"samples_per_part": sizes.COYO_SAMPLES_PER_PART}},
     )
