@@ -1,5 +1,7 @@
-"""One module per dataset family. Each module exposes ``defs``: a ``dagster.Definitions`` of its assets,
-checks, partitions and sensors; ``vila_assets.definitions`` merges them."""
+"""One package per dataset family (``<family>/``: assets, checks, config, sources, layout, partitions).
+Each exposes ``defs``: a ``dagster.Definitions`` of its assets (checks declared on them) and sensors;
+``vila_assets.definitions`` discovers and merges them. Shared by every family: ``_checks`` (the check
+convention), ``_sharded`` (ranged runs over shards), ``_metadata`` (tables and charts)."""
 
 import warnings
 
