@@ -13,7 +13,8 @@ Two implementations of one interface, picked by the deployment profile (``vila_a
 - :class:`LocalDataRoot`: a directory; work happens in place and ``publish`` has nothing to do.
 - :class:`FsspecDataRoot`: any fsspec URL (``s3://bucket/prefix``, ``gs://``, ``memory://`` ...). Steps
   work in a local working copy (``local_cache``) and ``publish`` every finished file to the same
-  relative place under the URL; ``fetch`` brings a published file back into the working copy when a
+  relative place under the URL (through a temporary object and a move, except on object stores whose
+  PUT is already atomic); ``fetch`` brings a published file back into the working copy when a
   step runs on another machine than the one that wrote it (a Kubernetes pod, say).
 
 Assets only ever call ``path``/``playground``/``manifests``/``staging``/``reports``/``cache`` to get local
@@ -37,6 +38,8 @@ from vila_assets.core.vila_format import PLAYGROUND
 # Scratch for remote uploads: outside every directory VILA lists, so a half-written object is never
 # seen inside a shard folder.
 REMOTE_TMP = "_tmp"
+# Object stores whose PUT is atomic (an object appears whole or not at all): no temporary object needed.
+ATOMIC_PUT_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss"})
 
 
 class DataRoot(dg.ConfigurableResource):
@@ -135,6 +138,10 @@ class FsspecDataRoot(DataRoot):
 
     def _put(self, fs, base: str, local: Path) -> None:
         target = f"{base}/{self.relpath(local)}"
+        protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
+        if protocols & ATOMIC_PUT_PROTOCOLS:
+            fs.put_file(str(local), target)
+            return
         tmp = f"{base}/{REMOTE_TMP}/{uuid.uuid4().hex}-{local.name}"
         fs.makedirs(str(PurePosixPath(tmp).parent), exist_ok=True)
         fs.put_file(str(local), tmp)
