@@ -132,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for name in ("httpx", "httpx2"):  # one INFO line per request (crawler, huggingface_hub) is noise
+    # one INFO line per request (crawler, huggingface_hub) or per storage migration step is noise
+    for name in ("httpx", "httpx2", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
     if argv and argv[0] == "crawl":
         return cmd_crawl(argv[1:])
