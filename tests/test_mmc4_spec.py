@@ -98,3 +98,25 @@ def test_check_thresholds_are_run_config_with_production_defaults():
     images_fields = mmc4.mmc4_images.op.config_schema.as_field().config_type.fields
     assert set(images_fields) == {"recrawl", "checks"}
     assert set(images_fields["checks"].config_type.fields) == {"min_image_yield"}
+
+
+def test_sensor_adds_new_shards_and_keeps_vanished_ones_with_a_report(tmp_path):
+    """A local-directory source: new shard files become partitions; a registered shard whose file is gone
+    is kept and named, never removed silently."""
+    from vila_assets.assets.mmc4 import Mmc4Source, mmc4_shard_sensor, mmc4_shards
+    from vila_assets.resources.hub import HubClient
+
+    for n in (0, 2):
+        (tmp_path / f"docs_no_face_shard_{n}_v3.jsonl").write_text("")
+    resources = {"hub": HubClient(), "mmc4_source": Mmc4Source(location=str(tmp_path))}
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(mmc4_shards.name, ["00000", "00001"])  # 00001 is not in the source
+        result = mmc4_shard_sensor(dg.build_sensor_context(instance=instance, resources=resources))
+        (request,) = result.dynamic_partitions_requests
+        assert list(request.partition_keys) == ["00002"]
+        instance.add_dynamic_partitions(mmc4_shards.name, ["00002"])
+        again = mmc4_shard_sensor(dg.build_sensor_context(instance=instance, resources=resources))
+        assert isinstance(again, dg.SkipReason)
+        assert "none new" in again.skip_message and "no longer in the source" in again.skip_message
+        assert "00001" in again.skip_message
+        assert instance.get_dynamic_partitions(mmc4_shards.name) == ["00000", "00001", "00002"]
