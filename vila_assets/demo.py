@@ -111,7 +111,8 @@ def plan_runs(
     done: set[dg.AssetKey] = set()
     waves = []
     while todo:
-        ready = [k for k in _toposorted(graph, todo) if _deps_done(graph, k, done, todo)]
+        order = _toposorted(graph, todo)
+        ready = [k for k in order if _deps_done(graph, k, done, todo)]
         if not ready:
             raise RuntimeError(f"cannot order {sorted(k.to_user_string() for k in todo)}")
         groups: dict[tuple, list[dg.AssetKey]] = {}
@@ -122,7 +123,7 @@ def plan_runs(
             _extend(graph, keys, group, done, todo)
         wave = []
         for (group_name, pdef), keys in groups.items():
-            keys = sorted(set(keys), key=lambda k: _toposorted(graph, todo).index(k))
+            keys = sorted(set(keys), key=order.index)
             wave.append(_planned(keys, group_name, pdef, profile, instance))
             done.update(keys)
         todo -= done

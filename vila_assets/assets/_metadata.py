@@ -47,6 +47,11 @@ def counts_value(title: str, counts: dict[str, int], limit: int | None = None) -
     return dg.MetadataValue.md(counts_md(title, counts, limit))
 
 
+def path_value(data_root, local) -> dg.MetadataValue:
+    """Where ``local`` is published (its URL on a remote data root), as a path for the UI."""
+    return dg.MetadataValue.path(data_root.url(local))
+
+
 def number(x: float | None, digits: int = 4) -> float:
     """A float for metadata: rounded, NaN for "not defined" (Dagster metadata has no None float)."""
     return float("nan") if x is None else round(float(x), digits)

@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from vila_assets.assets._checks import Findings
-from vila_assets.assets._metadata import counts_md, histogram_chart_md, histogram_png, number
+from vila_assets.assets._metadata import counts_md, histogram_chart_md, histogram_png, number, path_value
 from vila_assets.assets._sharded import ShardedRun
 from vila_assets.assets.coyo.checks import (
     CLIP_SCORED_CHECKS,
@@ -65,9 +65,6 @@ from vila_assets.resources.storage import DataRoot
 
 GROUP = "coyo"
 
-
-def _path_md(data_root: DataRoot, local: Path) -> dg.MetadataValue:
-    return dg.MetadataValue.path(data_root.url(local))
 
 
 def _fetched(data_root: DataRoot, path: Path, upstream: str, key: str) -> Path:
@@ -186,7 +183,7 @@ def coyo_selection(
         for warning in summary.warnings:
             run.log.warning(warning)
         _check_selection(run.findings, key, shard, out, summary)
-        run.record(key, _selection_metadata(summary, _path_md(data_root, out)),
+        run.record(key, _selection_metadata(summary, path_value(data_root, out)),
                    rows=summary.rows, selected=summary.selected, shortfall=summary.shortfall)
     return run.result()
 
@@ -249,7 +246,7 @@ def coyo_images(
                                what="download yield")
         else:
             run.findings.passed(DOWNLOAD_YIELD.name, key)
-        run.record(key, {**md, "path": _path_md(data_root, samples)},
+        run.record(key, {**md, "path": path_value(data_root, samples)},
                    selected=md["selected"], downloaded=md["downloaded"])
     return run.result({"download_yield_in_run": run.ratio("downloaded", "selected")})
 
@@ -308,9 +305,9 @@ def _scored_metadata(s: RescoreSummary, layout: CoyoLayout, key: str) -> dict:
         "exact_duplicate_rate": round(s.exact_duplicate_rate, 4),
         "near_duplicate_rate": round(s.near_duplicate_rate, 4),
         "drop_reasons": dg.MetadataValue.md(counts_md("dropped because", s.dropped)) if s.dropped else "none",
-        "fresh_score_histogram": _path_md(root, layout.fresh_scores_png(key)),
-        "manifest": _path_md(root, layout.samples_manifest(key)),
-        "pickle": _path_md(root, layout.shard_pickle(key)),
+        "fresh_score_histogram": path_value(root, layout.fresh_scores_png(key)),
+        "manifest": path_value(root, layout.samples_manifest(key)),
+        "pickle": path_value(root, layout.shard_pickle(key)),
     }
 
 
@@ -402,8 +399,8 @@ def _split_metadata(s: SplitSummary, missing: list[str], layout: CoyoLayout) -> 
         "missing_shards": _ranges(missing) or "none",
         "records_per_shard": dg.MetadataValue.md(counts_md("shard", s.records_per_shard)),
         "removed_stale": dg.MetadataValue.json(s.removed_stale[:20]),
-        "path": _path_md(layout.data_root, layout.split_dir()),
-        "manifest": _path_md(layout.data_root, layout.split_manifest()),
+        "path": path_value(layout.data_root, layout.split_dir()),
+        "manifest": path_value(layout.data_root, layout.split_manifest()),
     }
 
 

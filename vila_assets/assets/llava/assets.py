@@ -23,7 +23,7 @@ from pathlib import Path
 import dagster as dg
 
 from vila_assets.assets._checks import Findings
-from vila_assets.assets._metadata import md_table
+from vila_assets.assets._metadata import md_table, path_value
 from vila_assets.assets.llava.checks import (
     CC3M_CHECKS,
     MIX665K_CHECKS,
@@ -91,7 +91,7 @@ def sft_image_roots(
         "images_repo": repo or "(none configured)",
         "roots_fetched": len(fetched),
         "images": sum(n for _, n in fetched),
-        "path": dg.MetadataValue.path(data_root.url(layout.image_root())),
+        "path": path_value(data_root, layout.image_root()),
     }
     if sha:
         md["revision_sha"] = sha
@@ -236,7 +236,7 @@ def llava_mix665k(
         "images_referenced": published.images,
         "images_missing": published.images_missing,
         "image_roots": presence_table(published.presence),
-        "path": dg.MetadataValue.path(data_root.url(layout.mix665k_json)),
+        "path": path_value(data_root, layout.mix665k_json),
         "sha256": sha256_file(layout.mix665k_json),
     }
     return dg.MaterializeResult(metadata=metadata, check_results=findings.results())

@@ -16,7 +16,7 @@ import dagster as dg
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from vila_assets.assets._metadata import counts_value
+from vila_assets.assets._metadata import counts_value, path_value
 from vila_assets.assets._sharded import ShardedRun
 from vila_assets.assets.mmc4.checks import (
     CORE_SHARD_CHECKS,
@@ -63,9 +63,6 @@ from vila_assets.resources.storage import DataRoot
 GROUP = "mmc4"
 
 
-def _path_md(data_root: DataRoot, local) -> dg.MetadataValue:
-    return dg.MetadataValue.path(data_root.url(local))
-
 
 # --- mmc4_annotations ------------------------------------------------------------------------------------
 
@@ -100,7 +97,7 @@ def _annotations_metadata(layout: Mmc4Layout, key: str, shard: ShardFile, parsed
         "docs_invalid": len(parsed.invalid),
         "images": sum(r["n_images"] for r in parsed.valid),
         "source_file": shard.path,
-        "path": _path_md(layout.data_root, layout.annotations(key)),
+        "path": path_value(layout.data_root, layout.annotations(key)),
     }
     if parsed.invalid:
         md["invalid_reasons"] = counts_value("invalid reason", parsed.invalid_reasons(), limit=10)
@@ -186,7 +183,7 @@ def _images_manifest(layout: Mmc4Layout, key: str) -> tuple[Counter, dict]:
         "images": manifest.num_rows,
         "statuses": counts_value("image fate", dict(counts)),
         "jpeg_bytes": pc.sum(pc.binary_length(images)).as_py() or 0,
-        "manifest": _path_md(layout.data_root, path),
+        "manifest": path_value(layout.data_root, path),
     }
 
 
@@ -264,8 +261,8 @@ def _core_metadata(layout: Mmc4Layout, key: str, stem: str, result: MergeResult,
         "near_duplicate_rate": round(seen.near_duplicate_rate, 4),
         "pkl_bytes": os.path.getsize(layout.pkl(stem)),
         "image_fates": counts_value("image fate", dict(result.fates)),
-        "pkl": _path_md(layout.data_root, layout.pkl(stem)),
-        "docs_manifest": _path_md(layout.data_root, layout.docs_manifest(key)),
+        "pkl": path_value(layout.data_root, layout.pkl(stem)),
+        "docs_manifest": path_value(layout.data_root, layout.docs_manifest(key)),
     }
 
 

@@ -22,7 +22,7 @@ import json
 import dagster as dg
 
 from vila_assets.assets._checks import Findings
-from vila_assets.assets._metadata import md_table
+from vila_assets.assets._metadata import md_table, path_value
 from vila_assets.assets.sft_mixture.checks import CHECKS, COMPONENTS_CURRENT, REGISTRY_PATHS_EXIST
 from vila_assets.core.llava_json import sha256_file
 from vila_assets.core.sft_mixture import COMPONENTS, MIXTURES, MixtureError, manifest, read_components, write_mixture
@@ -102,9 +102,9 @@ def sft_mixture(context: dg.AssetExecutionContext, data_root: DataRoot) -> dg.Ma
             **{f"mixture_{m}": sum(by_name[p].samples for p in parts) for m, parts in MIXTURES.items()},
             # the paper's stage-3 mixture (3_sft.sh), the number a person looks for first
             "samples": sum(by_name[p].samples for p in MIXTURES["vflan_sharegpt4v_sft"]),
-            "manifest": dg.MetadataValue.path(data_root.url(out.manifest)),
-            "registry": dg.MetadataValue.path(data_root.url(out.datasets_yaml)),
-            "mixtures": dg.MetadataValue.path(data_root.url(out.mixtures_yaml)),
+            "manifest": path_value(data_root, out.manifest),
+            "registry": path_value(data_root, out.datasets_yaml),
+            "mixtures": path_value(data_root, out.mixtures_yaml),
             "manifest_sha256": sha256_file(out.manifest),
         },
         check_results=findings.results(),

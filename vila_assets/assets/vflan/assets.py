@@ -8,7 +8,7 @@ from collections import Counter
 import dagster as dg
 
 from vila_assets.assets._checks import Findings
-from vila_assets.assets._metadata import bar, md_table
+from vila_assets.assets._metadata import bar, md_table, path_value
 from vila_assets.assets._sharded import ShardedRun
 from vila_assets.assets.vflan import checks
 from vila_assets.assets.vflan.config import M3itConfig, VflanChunksChecks, VflanChunksConfig
@@ -83,7 +83,7 @@ def flan_1m(flan_source: FlanSource, hub: HubClient, data_root: DataRoot) -> dg.
             "yield": round(summary.info.rows / summary.total_rows, 4) if summary.total_rows else 0.0,
             "max_candidates_held": summary.max_candidates,
             "by_folder": md_table(("folder", "records", ""), [(f, c, bar(c, most)) for f, c in summary.folders.items()]),
-            "path": dg.MetadataValue.path(data_root.url(layout.per_file_outputs(vflan_core.FLAN_STEM)[0])),
+            "path": path_value(data_root, layout.per_file_outputs(vflan_core.FLAN_STEM)[0]),
             "sha256": summary.info.sha256,
         },
         check_results=_flan_findings(summary, flan_source.sample_size, rels).results(),
@@ -135,8 +135,8 @@ def _m3it_metadata(summaries: list[m3it_core.TaskSummary], layout: VflanLayout, 
                            for s in summaries]),
         "invalid_by_reason": dg.MetadataValue.json(dict(sorted(Counter(r.reason for r in invalid).items()))),
         "invalid_examples": _examples_md([f"`{r.file}` line {r.line}: {r.reason} ({r.detail})" for r in invalid]),
-        "invalid_list": dg.MetadataValue.path(data_root.url(layout.m3it_invalid)),
-        "path": dg.MetadataValue.path(data_root.url(layout.per_file.pickle_dir)),
+        "invalid_list": path_value(data_root, layout.m3it_invalid),
+        "path": path_value(data_root, layout.per_file.pickle_dir),
     }
 
 
