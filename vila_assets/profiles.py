@@ -28,6 +28,7 @@ from vila_assets.assets.vflan.sources import FlanSource, M3itSource
 from vila_assets.resources.clip import ClipScorer
 from vila_assets.resources.crawler import ImageCrawler
 from vila_assets.resources.hub import HubClient
+from vila_assets.resources.policy import DataPolicy
 from vila_assets.resources.storage import DataRoot, FsspecDataRoot, LocalDataRoot
 
 PROFILES = ("production", "sample_world")
@@ -89,6 +90,7 @@ def production(data_root: DataRoot | None = None) -> Profile:
             "hub": HubClient(cache_dir=str(cache / "hf"), token=_hub_token()),
             "crawler": ImageCrawler(),
             "clip": ClipScorer(cache_dir=str(cache / "clip")),
+            "data_policy": DataPolicy(),
             **_source_resources(),
         },
     )
@@ -133,6 +135,8 @@ def sample_world(world: WorldInfo, data_root: DataRoot) -> Profile:
             "crawler": ImageCrawler(allow_networks=[LOOPBACK]),
             "clip": ClipScorer(model=f"hf-hub:{TINY_CLIP_REPO}", pretrained=None, hf_endpoint=world.endpoint,
                                cache_dir=str(cache / "clip"), min_fresh_score=TINY_CLIP_THRESHOLD),
+            # a handful of shards per family: a world size they divide
+            "data_policy": DataPolicy(train_world_size=sizes.TRAIN_WORLD_SIZE),
             **_source_resources(
                 flan_source=FlanSource(sample_size=sizes.flan_sample_size(world.scale)),
                 llava_source=LlavaSource(image_roots_repo=sizes.IMAGE_ROOTS_REPO),
