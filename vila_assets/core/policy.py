@@ -73,3 +73,7 @@ def as_policy(value: Policy | str) -> Policy:
         return Policy(value.value if isinstance(value, Policy) else value)
     except ValueError:
         raise ValueError(f"unknown data policy {value!r}; have {', '.join(p.value for p in Policy)}") from None
+
+
+if __name__ == "__main__":  # print the README's table
+    print(differences_markdown())
