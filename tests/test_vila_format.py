@@ -68,3 +68,27 @@ def test_valid_conversation_has_no_problems():
     rec = {"id": "9", "image": "coco/train2017/1.jpg",
            "conversations": [{"from": "human", "value": "<image>\nWhat?"}, {"from": "gpt", "value": "A bus."}]}
     assert vf.validate_conversation_record(rec, where="x") == []
+
+
+def test_shard_write_never_leaves_anything_in_the_listed_folder(tmp_path):
+    """Temp files grow outside the folder VILA counts; a writer that dies mid-stream leaves it untouched."""
+    import os
+
+    from vila_assets.core.vila_format import shard_tmp_dir, validate_shard_dir, write_pickle_shard
+
+    out = tmp_path / "pkl"
+    write_pickle_shard(out, "part-00000", [{"a": 1}])
+    seen_during = []
+
+    def records():
+        yield {"a": 2}
+        seen_during.append(sorted(os.listdir(out)))
+        seen_during.append(sorted(os.listdir(shard_tmp_dir(out))))
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        write_pickle_shard(out, "part-00001", records())
+    assert seen_during[0] == ["part-00000.count", "part-00000.pkl"]  # mid-write: nothing new inside
+    assert len(seen_during[1]) == 1 and seen_during[1][0].startswith(".part-00001.pkl.tmp-")
+    assert sorted(os.listdir(out)) == ["part-00000.count", "part-00000.pkl"]
+    assert validate_shard_dir(out) == []

@@ -11,15 +11,19 @@ from typing import IO
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it over ``path`` only if the block succeeds.
+def atomic_path(path: str | os.PathLike[str], tmp_dir: str | os.PathLike[str] | None = None) -> Iterator[Path]:
+    """Yield a temporary path; rename it over ``path`` only if the block succeeds.
 
-    The temp file lives in the same directory (same filesystem, so ``os.replace`` is atomic) and is
-    named ``.<name>.tmp-*`` so globbing for outputs never picks it up. On error it is removed.
+    The temp file lives beside ``path`` (same filesystem, so ``os.replace`` is atomic), named
+    ``.<name>.tmp-*`` so globbing for outputs never picks it up, or in ``tmp_dir`` (which must be on the
+    same filesystem) for directories whose every entry a reader counts (VILA's shard folders): a process
+    killed mid-write then leaves nothing inside them. On error the temp file is removed.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
+    where = Path(tmp_dir) if tmp_dir is not None else target.parent
+    where.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=where)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -32,24 +36,26 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]:
+def atomic_open(path: str | os.PathLike[str], mode: str = "wb",
+                tmp_dir: str | os.PathLike[str] | None = None) -> Iterator[IO]:
     """Open a temp file for writing; it replaces ``path`` when the block exits cleanly."""
     if not mode.startswith("w"):
         raise ValueError(f"atomic_open is for writing, got mode {mode!r}")
-    with atomic_path(path) as tmp:
+    with atomic_path(path, tmp_dir) as tmp:
         kwargs = {} if "b" in mode else {"encoding": "utf-8"}
         with open(tmp, mode, **kwargs) as fh:
             yield fh
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    with atomic_open(path, "wb") as fh:
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes,
+                       tmp_dir: str | os.PathLike[str] | None = None) -> Path:
+    with atomic_open(path, "wb", tmp_dir) as fh:
         fh.write(data)
     return Path(path)
 
 
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
-    return atomic_write_bytes(path, text.encode("utf-8"))
+def atomic_write_text(path: str | os.PathLike[str], text: str, tmp_dir: str | os.PathLike[str] | None = None) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"), tmp_dir)
 
 
 def _fsync_file(path: Path) -> None:

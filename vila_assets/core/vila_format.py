@@ -110,9 +110,11 @@ class PickleListWriter:
         return self._sha.hexdigest()
 
 
-def write_pickled_list(path: str | os.PathLike[str], records: Iterable[Any]) -> int:
-    """Atomically write ``records`` as one pickled list (streamed); returns how many were written."""
-    with atomic_open(path, "wb") as fh:
+def write_pickled_list(path: str | os.PathLike[str], records: Iterable[Any],
+                       tmp_dir: str | os.PathLike[str] | None = None) -> int:
+    """Atomically write ``records`` as one pickled list (streamed); returns how many were written.
+    ``tmp_dir``: where the temp file grows (see :func:`shard_tmp_dir`), default beside ``path``."""
+    with atomic_open(path, "wb", tmp_dir) as fh:
         writer = PickleListWriter(fh)
         for rec in records:
             writer.append(rec)
@@ -123,15 +125,25 @@ def write_pickled_list(path: str | os.PathLike[str], records: Iterable[Any]) -> 
 def write_pickle_shard(directory: str | os.PathLike[str], stem: str, records: Iterable[Any]) -> Path:
     """Write ``<stem>.pkl`` and ``<stem>.count`` atomically (records streamed). Returns the ``.pkl`` path.
 
-    The ``.pkl`` lands first, then the ``.count``: a crash in between leaves a stale or missing count
-    that :func:`validate_shard_dir` reports and a rerun overwrites.
+    Both grow in :func:`shard_tmp_dir`, outside the folder VILA's loader counts, and are renamed in:
+    the ``.pkl`` first, then the ``.count``. A process killed at any point leaves the folder as it was,
+    or with a finished ``.pkl`` not yet counted (the loader only opens counted shards); a rerun
+    completes the pair.
     """
-    if "/" in stem or stem.startswith("."):
+    if "/" in stem or stem.startswith(".") or "\\" in stem:
         raise ValueError(f"bad shard stem {stem!r}")
     directory = Path(directory)
-    n = write_pickled_list(directory / f"{stem}.pkl", records)
-    atomic_write_text(directory / f"{stem}.count", str(n))
+    tmp = shard_tmp_dir(directory)
+    n = write_pickled_list(directory / f"{stem}.pkl", records, tmp)
+    atomic_write_text(directory / f"{stem}.count", str(n), tmp)
     return directory / f"{stem}.pkl"
+
+
+def shard_tmp_dir(directory: str | os.PathLike[str]) -> Path:
+    """Where a shard folder's files are written before they are renamed in: a hidden sibling folder on
+    the same filesystem (``<parent>/.<name>.tmp``), never inside the folder VILA lists."""
+    directory = Path(directory)
+    return directory.parent / f".{directory.name}.tmp"
 
 
 def read_count(path: str | os.PathLike[str]) -> int:
