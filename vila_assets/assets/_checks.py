@@ -104,6 +104,11 @@ class Findings:
         op = ">=" if at_least else "<="
         self.expect(check, subject, b.observe(subject, value), f"{what} {value:.4g} not {op} {bound}")
 
+    def failures_of(self, subject: Hashable) -> dict[str, str]:
+        """Check name -> reason, for every declared check ``subject`` fails in this run."""
+        key = str(subject)
+        return {name: failing[key] for name, failing in self._failing.items() if key in failing}
+
     def add_metadata(self, check: str, **metadata) -> None:
         self._known(check)
         self._metadata[check].update(metadata)

@@ -108,3 +108,29 @@ def histogram_chart_md(values: Iterable[float], threshold: float) -> str:
     values = list(values)
     png = base64.b64encode(histogram_png(values, threshold)).decode("ascii")
     return f"![scores](data:image/png;base64,{png})\n\n" + histogram_md(values, threshold)
+
+
+def distribution_png(values: Iterable[float], title: str = "", bins: int = 20) -> bytes:
+    """A small histogram of ``values`` over their own range (PNG bytes, a few KB)."""
+    from PIL import Image, ImageDraw
+
+    v = np.asarray(list(values), dtype=np.float64)
+    lo, hi = (float(v.min()), float(v.max())) if len(v) else (0.0, 1.0)
+    if hi <= lo:
+        lo, hi = lo - 0.5, hi + 0.5
+    counts, _ = np.histogram(v, bins=bins, range=(lo, hi))
+    w, h, pad = 360, 140, 18
+    img = Image.new("RGB", (w, h), "white")
+    d = ImageDraw.Draw(img)
+    top = max(int(counts.max()), 1) if len(counts) else 1
+    bw = (w - 2 * pad) / bins
+    for i, c in enumerate(counts):
+        x0 = pad + i * bw
+        d.rectangle((x0 + 1, h - pad - (h - 2 * pad) * c / top, x0 + bw - 1, h - pad), fill=(70, 130, 90))
+    d.line((pad, h - pad, w - pad, h - pad), fill=(0, 0, 0))
+    d.text((pad, h - pad + 3), f"{lo:.3g}", fill=(0, 0, 0))
+    d.text((w - pad - 30, h - pad + 3), f"{hi:.3g}", fill=(0, 0, 0))
+    d.text((pad, 2), f"{title}  max bin {top}", fill=(0, 0, 0))
+    out = io.BytesIO()
+    img.save(out, format="PNG", optimize=True)
+    return out.getvalue()
