@@ -1,9 +1,12 @@
-"""FLAN sampling memory: our streaming seeded sampler vs VILA's load-everything + linspace stride.
+"""FLAN sampling memory: our streaming sampler under both data policies vs VILA's load-everything + linspace.
 
 Generates synthetic FLAN (14 ``*_data`` folders of ``part.N.parquet``, the real columns) with N and 10·N
 rows (pyarrow, one part at a time, so generation itself is bounded), then samples ``--sample`` rows
-from each with both approaches, each in its own subprocess that reports its wall time and peak RSS
-(``VmHWM``). Last line: ``flan_rss_growth_10x: X.XX`` = our peak RSS at 10·N ÷ at N (target < 1.10).
+from each three ways, each in its own subprocess that reports its wall time and peak RSS (``VmHWM``):
+``curated`` (seeded hash), ``vila`` (VILA's ``torch.linspace`` rows, streamed) and ``reference`` (VILA's
+``preprocess_flan.py``: every string in two lists, then ``torch.linspace``). At N it also checks that
+``vila`` wrote the reference's records. Last lines: ``flan_rss_growth_10x[<policy>]`` = that policy's
+peak RSS at 10·N ÷ at N (target < 1.10 each) and ``flan_rss_growth_10x`` = the larger of the two.
 
     .venv/bin/python bench/flan_sample.py --n 2000000 --sample 1000000
 """
@@ -26,6 +29,7 @@ FOLDERS = (
     "t0_fsnoopt_data", "t0_fsopt_data", "t0_zsnoopt_data", "t0_zsopt_data",
 )
 ROWS_PER_PART = 250_000
+APPROACHES = ("curated", "vila", "reference")
 WORDS = ("river", "prime", "revolution", "photosynthesis", "chess", "volcano", "answer", "question", "because", "therefore")
 
 
@@ -72,18 +76,19 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_ours(data: Path, out: Path, sample: int) -> int:
+def run_ours(data: Path, out: Path, sample: int, policy: str) -> int:
     from vila_assets.core import flan
     from vila_assets.core.vflan import PerFileLayout
 
-    summary = flan.sample_flan(flan.local_parts(data), sample, 0, PerFileLayout(out, out / "parquet"))
+    parts = flan.local_parts(data, policy)
+    summary = flan.sample_flan(parts, sample, 0, PerFileLayout(out, out / "parquet"), policy=policy)
     return summary.info.rows
 
 
 def run_reference(data: Path, out: Path, sample: int) -> int:
-    """VILA's preprocess_flan.py: every inputs/targets string into two lists, then a float32 linspace."""
-    import numpy as np
+    """VILA's preprocess_flan.py: every inputs/targets string into two lists, then torch.linspace."""
     import pyarrow.parquet as pq
+    import torch
 
     inputs: list[str] = []
     targets: list[str] = []
@@ -93,10 +98,10 @@ def run_reference(data: Path, out: Path, sample: int) -> int:
             inputs += t.column("inputs").to_pylist()
             targets += t.column("targets").to_pylist()
             del t
-    idx = np.linspace(0, len(inputs) - 1, sample, dtype=np.float32).astype(np.int64)  # torch.linspace(...).int()
+    idx = torch.linspace(0, len(inputs) - 1, sample).int().tolist()
     # Above 2**24 rows float32 rounds the last index up past the end (N=20M: 19,999,999 -> 20,000,000),
-    # so VILA's script would raise IndexError here; clamp so the comparison can finish.
-    idx = np.minimum(idx, len(inputs) - 1)
+    # so VILA's script would raise IndexError here; clamp (as the vila policy does) so the run can finish.
+    idx = [min(i, len(inputs) - 1) for i in idx]
     records = [{"question": inputs[i], "answer": targets[i], "id": "text_flan_%08d" % k, "image": []} for k, i in enumerate(idx)]
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "text_flan_1m.pkl", "wb") as fh:
@@ -106,8 +111,10 @@ def run_reference(data: Path, out: Path, sample: int) -> int:
 
 def child(args) -> None:
     t0 = time.perf_counter()
-    fn = run_ours if args.child == "ours" else run_reference
-    n = fn(Path(args.data), Path(args.out), args.sample)
+    if args.child == "reference":
+        n = run_reference(Path(args.data), Path(args.out), args.sample)
+    else:
+        n = run_ours(Path(args.data), Path(args.out), args.sample, args.child)
     print(json.dumps({"records": n, "seconds": time.perf_counter() - t0, "peak_rss_mb": _peak_rss_mb()}))
 
 
@@ -126,7 +133,7 @@ def main() -> None:
     ap.add_argument("--sample", type=int, default=1_000_000)
     ap.add_argument("--workdir", default="/tmp/vila_flan_bench")
     ap.add_argument("--skip-reference-10x", action="store_true", help="skip the reference at 10·N (needs ~10 GB RAM)")
-    ap.add_argument("--child", choices=["ours", "reference"], help=argparse.SUPPRESS)
+    ap.add_argument("--child", choices=APPROACHES, help=argparse.SUPPRESS)
     ap.add_argument("--data", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -141,20 +148,30 @@ def main() -> None:
         t0 = time.perf_counter()
         generate(data, rows)
         print(f"input {rows:>11,} rows: generated in {time.perf_counter() - t0:.1f} s", flush=True)
-        for which in ("ours", "reference"):
+        for which in APPROACHES:
             if which == "reference" and scale == 10 and args.skip_reference_10x:
                 continue
             r = measure(which, data, work / f"out_{which}_{rows}", args.sample)
             results[(which, scale)] = r
             print(f"  {which:<9} sample {r['records']:>9,}: {r['seconds']:7.1f} s  peak RSS {r['peak_rss_mb']:8.0f} MB", flush=True)
+        if scale == 1:
+            print(f"vila_matches_reference: {same_records(work / f'out_vila_{rows}', work / f'out_reference_{rows}')}")
     print()
     print(f"{'approach':<10} {'input rows':>12} {'seconds':>9} {'peak RSS MB':>12}")
     for (which, scale), r in sorted(results.items()):
         print(f"{which:<10} {args.n * scale:>12,} {r['seconds']:>9.1f} {r['peak_rss_mb']:>12.0f}")
     if ("reference", 10) in results:
         print(f"reference_rss_growth_10x: {results[('reference', 10)]['peak_rss_mb'] / results[('reference', 1)]['peak_rss_mb']:.2f}")
-    print(f"flan_rss_growth_10x: {results[('ours', 10)]['peak_rss_mb'] / results[('ours', 1)]['peak_rss_mb']:.2f}")
+    growth = {p: results[(p, 10)]["peak_rss_mb"] / results[(p, 1)]["peak_rss_mb"] for p in ("curated", "vila")}
+    for p, g in growth.items():
+        print(f"flan_rss_growth_10x[{p}]: {g:.2f}")
+    print(f"flan_rss_growth_10x: {max(growth.values()):.2f}")
 
+
+def same_records(a: Path, b: Path) -> bool:
+    """Whether two text_flan_1m.pkl files hold the same records (key order included)."""
+    with open(a / "text_flan_1m.pkl", "rb") as fa, open(b / "text_flan_1m.pkl", "rb") as fb:
+        return [list(r.items()) for r in pickle.load(fa)] == [list(r.items()) for r in pickle.load(fb)]
 
 if __name__ == "__main__":
     main()

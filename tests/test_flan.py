@@ -1,4 +1,5 @@
-"""FLAN 1M sampler (core.flan): seeded, streaming, independent of file order and library versions."""
+"""FLAN 1M sampler (core.flan): curated (seeded, independent of file order and library versions) and vila
+(VILA's linspace rows over VILA's file order), both streaming; errors name the file."""
 
 from __future__ import annotations
 
@@ -10,8 +11,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from vila_assets.core import flan
+from vila_assets.core.policy import Policy
 from vila_assets.core.vflan import FLAN_STEM, PerFileLayout, row_hashes
 
 
@@ -43,9 +48,9 @@ def repo(tmp_path) -> Path:
     return root
 
 
-def _run(parts, n, seed, out: Path):
+def _run(parts, n, seed, out: Path, policy=Policy.curated):
     layout = PerFileLayout(out / "pkl", out / "pq")
-    summary = flan.sample_flan(parts, n, seed, layout)
+    summary = flan.sample_flan(parts, n, seed, layout, policy=policy)
     return summary, layout.pickle(FLAN_STEM)
 
 
@@ -133,3 +138,87 @@ def test_missing_column_names_the_file(tmp_path):
     pq.write_table(pa.table({"inputs": ["q"]}), root / "cot_zsopt_data" / "part.0.parquet")
     with pytest.raises(flan.FlanInputError, match=r"cot_zsopt_data/part\.0\.parquet: missing column\(s\) \['targets'\]"):
         flan.select_rows(flan.local_parts(root), 1, 0)
+
+
+# --- vila: torch.linspace over VILA's file order ------------------------------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(n_rows=st.one_of(st.integers(1, 5000), st.integers(1, 2**31 - 65)), size=st.integers(0, 20_000))
+def test_linspace_emulation_matches_torch_bit_for_bit(n_rows, size):
+    expected = torch.linspace(0, n_rows - 1, size).int().numpy().astype(np.int64)
+    assert flan.vila_linspace_indices(n_rows, size).tolist() == expected.tolist()
+
+
+def test_linspace_emulation_stops_where_torchs_int32_wraps():
+    assert flan.vila_linspace_indices(2**31 - 64, 3)[-1] == 2**31 - 128  # the largest end below 2**31
+    assert torch.linspace(0, 2**31 - 65, 2).int()[-1] == 2**31 - 128
+    with pytest.raises(ValueError, match="int32"):
+        flan.vila_linspace_indices(2**31 - 63, 3)  # fl32(2**31 - 64) == 2**31: torch gives -2**31
+
+
+def test_linspace_rounds_past_the_end_above_2_to_the_24():
+    # float32 holds 19,999,999 as 20,000,000: VILA's script would index past its list here
+    assert flan.vila_linspace_indices(20_000_000, 1000)[-1] == 20_000_000
+
+
+def test_vila_takes_linspace_rows_in_vilas_string_order(repo, tmp_path):
+    parts = flan.local_parts(repo, Policy.vila)
+    assert [p.relpath for p in parts][:4] == [f"flan_zsopt_data/part.{i}.parquet" for i in (0, 1, 10, 11)]
+    summary, pkl = _run(parts, 50, 999, tmp_path / "a", Policy.vila)
+    rows = [(f"f{p}-q{i}", f"f{p}-a{i}") for p in (0, 1, 10, 11, *range(2, 10)) for i in range(20)]
+    rows += [(f"t{p}-q{i}", f"t{p}-a{i}") for p in range(2) for i in range(30)]
+    idx = torch.linspace(0, len(rows) - 1, 50).int().tolist()
+    records = pickle.load(open(pkl, "rb"))
+    assert [(r["question"], r["answer"]) for r in records] == [rows[i] for i in idx]
+    assert [r["id"] for r in records] == [f"text_flan_{k:08d}" for k in range(50)]
+    assert summary.past_end == 0 and summary.info.rows == 50
+
+
+def test_vila_ignores_the_seed_and_repeats_rows_when_the_sample_exceeds_flan(repo, tmp_path):
+    parts = flan.local_parts(repo, Policy.vila)
+    _, a = _run(parts, 1000, 1, tmp_path / "a", Policy.vila)
+    _, b = _run(parts, 1000, 2, tmp_path / "b", Policy.vila)
+    assert a.read_bytes() == b.read_bytes()
+    records = pickle.load(open(a, "rb"))
+    assert len(records) == 1000 and len({r["question"] for r in records}) == 12 * 20 + 2 * 30
+
+
+def test_vila_clamps_an_index_past_the_end_and_counts_it(repo, monkeypatch, tmp_path):
+    parts = flan.local_parts(repo, Policy.vila)
+    total = 12 * 20 + 2 * 30
+    monkeypatch.setattr(flan, "vila_linspace_indices", lambda n, size: np.array([0, n - 1, n], dtype=np.int64))
+    summary, pkl = _run(parts, 3, 0, tmp_path / "a", Policy.vila)
+    records = pickle.load(open(pkl, "rb"))
+    assert summary.past_end == 1 and summary.total_rows == total
+    assert records[1]["question"] == records[2]["question"] == "t1-q29"
+
+
+def test_vila_reads_every_entry_of_a_data_folder_and_names_the_one_that_is_not_parquet(repo, tmp_path):
+    (repo / "t0_zsopt_data" / "notes.txt").write_text("not parquet")
+    with pytest.raises(flan.FlanInputError, match=r"t0_zsopt_data/notes\.txt: not a readable Parquet file"):
+        _run(flan.local_parts(repo, Policy.vila), 10, 0, tmp_path / "a", Policy.vila)
+    rels, skipped = flan.part_paths([p.relative_to(repo).as_posix() for p in repo.rglob("*") if p.is_file()])
+    assert skipped == ["t0_zsopt_data/notes.txt"] and "t0_zsopt_data/notes.txt" not in rels  # curated skips it
+
+
+@pytest.mark.parametrize("policy", list(Policy))
+@pytest.mark.parametrize("damage", ["empty", "truncated"])
+def test_an_unreadable_part_names_the_file(repo, tmp_path, policy, damage):
+    part = repo / "flan_zsopt_data" / "part.3.parquet"
+    data = part.read_bytes()
+    part.write_bytes(b"" if damage == "empty" else data[: len(data) // 2])
+    with pytest.raises(flan.FlanInputError, match=r"flan_zsopt_data/part\.3\.parquet: not a readable Parquet file"):
+        _run(flan.local_parts(repo, policy), 10, 0, tmp_path / "a", policy)
+
+
+def test_a_damaged_data_page_names_the_file(repo, tmp_path):
+    part = repo / "t0_zsopt_data" / "part.0.parquet"
+    table = pq.read_table(part)
+    pq.write_table(table, part, compression="NONE", row_group_size=30)
+    data = bytearray(part.read_bytes())
+    start = data.find(b"t0-q0")
+    data[start : start + 200] = b"\xff" * 200  # the footer still parses; the page does not
+    part.write_bytes(bytes(data))
+    with pytest.raises(flan.FlanInputError, match=r"t0_zsopt_data/part\.0\.parquet: unreadable near row"):
+        _run(flan.local_parts(repo, Policy.vila), 400, 0, tmp_path / "a", Policy.vila)

@@ -16,6 +16,7 @@ from vila_assets.core.vila_format import registry_path
 from vila_assets.demo import plan_runs
 from vila_assets.profiles import Profile
 from vila_assets.resources.hub import HubClient
+from vila_assets.resources.policy import DataPolicy
 from vila_assets.resources.storage import LocalDataRoot
 
 EXPECTED = {
@@ -25,7 +26,7 @@ EXPECTED = {
         "backfill": None,
         "group": "vflan",
         "checks": [("folders_present", False, "WARN"), ("sample_size", False, "ERROR")],
-        "resources": ["data_root", "flan_source", "hub"],
+        "resources": ["data_policy", "data_root", "flan_source", "hub"],
         "config": [],
     },
     "m3it_tasks": {
@@ -34,7 +35,7 @@ EXPECTED = {
         "backfill": None,
         "group": "vflan",
         "checks": [("invalid_records", False, "WARN"), ("tasks_present", False, "ERROR")],
-        "resources": ["data_root", "hub", "m3it_source"],
+        "resources": ["data_policy", "data_root", "hub", "m3it_source"],
         "config": ["checks"],
     },
     "vflan_chunks": {
@@ -47,8 +48,9 @@ EXPECTED = {
             ("duplicates", False, "WARN"),
             ("loader_contract", True, "ERROR"),
             ("record_schema", True, "ERROR"),
+            ("train_world_size", False, "WARN"),
         ],
-        "resources": ["data_root"],
+        "resources": ["data_policy", "data_root"],
         "config": ["checks", "seed"],
     },
 }
@@ -103,10 +105,16 @@ def test_layout_puts_chunks_at_vilas_registry_path_and_the_rest_beside_it(tmp_pa
 
 def test_demo_runs_flan_and_m3it_then_every_chunk_in_one_ranged_run(tmp_path):
     resources = {"data_root": LocalDataRoot(root=str(tmp_path)), "hub": HubClient(), "flan_source": FlanSource(),
-                 "m3it_source": M3itSource()}
+                 "m3it_source": M3itSource(), "data_policy": DataPolicy()}
     defs = dg.Definitions.merge(vflan_assets.defs, dg.Definitions(resources=resources))
     with dg.instance_for_test() as instance:
         waves = plan_runs(defs, Profile("production-like", resources), instance)
     runs = [(sorted(a.to_user_string() for a in r.assets), r.partitions) for wave in waves for r in wave]
     assert runs == [(["flan_1m", "m3it_tasks"], None), (["vflan_chunks"], tuple(vflan_assets.CHUNK_KEYS))]
     assert vflan_assets.CHUNK_KEYS == [f"{i:05d}" for i in range(128)]
+
+
+def test_sources_default_to_the_real_repos_and_take_any_location():
+    assert (FlanSource().location, FlanSource().revision) == ("Open-Orca/FLAN", "main")
+    assert M3itSource().location == "MMInstruction/M3IT"
+    assert M3itSource(location="s3://bucket/m3it").location == "s3://bucket/m3it"

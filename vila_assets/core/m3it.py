@@ -2,28 +2,32 @@
 
 VILA runs ``datasets.load_dataset(<M3IT clone>, name)["train"]``, which executes the repo's loading script
 ``M3IT.py``; ``datasets`` >= 4 refuses to run loading scripts. This module ports what the script does for
-the train split of those 14 tasks and then VILA's transform:
+the train split of those 14 tasks, then VILA's transform:
 
-* ``question = instruction + inputs`` with **no separator** (VILA's loader parses the result: the
-  visual-dialog "Image Descriptions ... \\nQuestion: ... \\nAnswer: ..." text must survive verbatim),
-  ``answer = outputs``, ``image = image_base64_str`` (a list of base64 strings). We add an ``id``
-  (``<stem>_%08d``; VILA's M3IT records had none, its loader ignores the key).
+* **Files** (:data:`TASKS`, one row per task): the folder differs from the config name
+  (``vqa-v2`` -> ``data/vqa/vqav2``, ``visual-dialog`` -> ``data/generation/visual_dialog``), the train file
+  too (``image_paragraph_captioning_train.jsonl``; viquae's ``train_v2.jsonl``, beside an old
+  ``train.jsonl`` the script no longer reads) and the instruction file (``instruction.json`` for four
+  tasks, ``instructions.json`` for the rest). Dated "rephrased" files belong to other configs.
+* **Fields** (:class:`Fields`): raw keys differ per task. Verified: docvqa ``question``/``answer``/
+  ``image_str`` (no ``original_answer``), viquae ``question``/``paraphrased_answer``/``img_str``,
+  image-paragraph-captioning ``output``. The rest of the per-task schema is unverified upstream, so those
+  tasks accept every plausible key, in order (the first present is used); VQA tasks with both a
+  ``paraphrased_answer`` and an ``original_answer`` use the paraphrase unless it reads as a refusal
+  ("not answerable", "sorry", "image descriptions"), as the script does for vqa-v2.
+* **Transform**: ``question = instruction + inputs`` with **no separator** (VILA's loader parses the
+  visual-dialog "Image Descriptions ... \\nQuestion: ... \\nAnswer: ..." text, so it must survive verbatim),
+  ``answer = outputs``, ``image = image_base64_str`` (a list of base64 strings). The ``curated`` policy
+  adds an ``id`` (``<stem>_%08d``); ``vila`` keeps VILA's ``{question, answer, image}``.
 * **Instruction templates.** The script calls ``random.seed(_SEED=1234)`` in ``_split_generators`` and then
   ``random.choice(instructions)`` once per yielded item; ``datasets`` generates the train split first,
-  so the k-th train item gets the k-th draw of ``random.Random(1234)``. We reproduce exactly that
-  (one draw per record whose fields map, before image validation). Exact when the global ``random``
-  state was not touched by anything else between the seed and the train split (true for a plain
-  ``load_dataset`` call) and when the task's branch draws once per item in file order. Not exact:
-  records we reject (bad JSON, missing field) crashed the original script, so there is nothing to match.
-* **Field mapping** (:data:`TASKS`, :func:`map_fields`): the per-task branches of ``M3IT.py``. Field
-  names differ per task; the folder of each task differs from its config name (``vqa-v2`` ->
-  ``data/vqa/vqav2``, ``visual-dialog`` -> ``data/generation/visual_dialog``). VQA tasks with a
-  ``paraphrased_answer`` use it unless it looks like a refusal ("not answerable", "sorry",
-  "image descriptions"), as the script does for vqa-v2. Change a task's mapping in one place here.
-* **Bad records** are counted with a reason (``bad_json``, ``missing_field``, ``no_image``,
-  ``bad_base64``, ``undecodable_image``) and listed with file + line; never silently dropped.
-  Images are validated the way VILA opens them (base64 -> Pillow decode); JPEGs are decoded in draft
-  mode (reduced scale), which still reads the whole entropy-coded stream.
+  so the k-th train item gets the k-th draw of ``random.Random(1234)``. We reproduce exactly that (one
+  draw per record whose fields map, before image validation).
+* **Bad records** are listed with file + line and a reason (``bad_json``, ``missing_field``, ``no_image``,
+  ``bad_base64``, ``undecodable_image``). A line that is not JSON or lacks a field stopped VILA's load;
+  both policies skip it without a draw. An image VILA cannot open: ``vila`` keeps the record (VILA never
+  decodes images here), ``curated`` drops it. Images are checked the way VILA opens them (base64 ->
+  Pillow decode; JPEGs in draft mode, which still reads the whole entropy-coded stream).
 """
 
 from __future__ import annotations
@@ -35,36 +39,64 @@ import json
 import os
 import random
 import re
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
 from vila_assets.core.atomic import atomic_path
+from vila_assets.core.policy import Difference, Policy, as_policy
 from vila_assets.core.vflan import PerFileLayout, SourceFileWriter, SourceInfo, make_record
 
 M3IT_REPO = "MMInstruction/M3IT"
 M3IT_SEED = 1234  # M3IT.py's _SEED
+
+POLICY_DIFFERENCES = (
+    Difference(
+        "M3IT", "reading the 14 tasks",
+        "`datasets.load_dataset` runs the repo's `M3IT.py` (needs `datasets<4`)",
+        "same files, fields and instruction draws (`random.seed(1234)`, one choice per item), ported",
+        "same"),
+    Difference("M3IT", "record keys", "`{question, answer, image}`", "same", "adds `id` (`<stem>_%08d`)"),
+    Difference(
+        "M3IT", "a line that is not JSON or lacks a field", "`load_dataset` stops: no output",
+        "skipped without an instruction draw, listed with file and line", "same"),
+    Difference(
+        "M3IT", "an image that does not decode", "kept (never decoded)", "same; listed with file and line",
+        "dropped; listed with file, line and reason"),
+)
 
 
 class FieldError(KeyError):
     """A record lacks a field its task's mapping needs (or has the wrong type)."""
 
 
-def _get(data: dict, key: str, kind: type = str) -> Any:
-    if key not in data:
-        raise FieldError(f"missing field {key!r}")
+# --- fields ----------------------------------------------------------------------------------------------
+
+_REFUSALS = ("not answerable", "sorry", "image descriptions")
+IMAGE_KEYS = ("image_base64_str", "img_str", "image_str", "image", "images", "image_base_url")
+VQA_IMAGE_KEYS = ("img_str", "image_str", "image_base64_str", "image", "images")
+
+
+def _text(data: dict, key: str) -> str:
     value = data[key]
-    if not isinstance(value, kind):
-        raise FieldError(f"field {key!r} is {type(value).__name__}, expected {kind.__name__}")
+    if not isinstance(value, str):
+        raise FieldError(f"field {key!r} is {type(value).__name__}, expected str")
     return value
 
 
-def _image_list(value: Any, key: str) -> list[str]:
+def _first(data: dict, keys: tuple[str, ...]) -> str:
+    for key in keys:
+        if key in data:
+            return key
+    raise FieldError(f"missing field {keys[0]!r}" if len(keys) == 1 else f"missing field: none of {list(keys)}")
+
+
+def _images(data: dict, keys: tuple[str, ...]) -> list[str]:
+    key = _first(data, keys)
+    value = data[key]
     if isinstance(value, str):
         return [value]
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
@@ -72,73 +104,80 @@ def _image_list(value: Any, key: str) -> list[str]:
     raise FieldError(f"field {key!r} is neither a base64 string nor a list of them")
 
 
-_REFUSALS = ("not answerable", "sorry", "image descriptions")
+@dataclass(frozen=True)
+class Fields:
+    """Which raw keys one task's records carry; each tuple lists candidates, the first present is used.
+
+    ``inputs`` empty: no input text (captioning). ``paraphrase``: with both ``paraphrased_answer`` and
+    ``original_answer`` present, the paraphrase unless it is a refusal (then the original)."""
+
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    images: tuple[str, ...]
+    paraphrase: bool = False
+
+    def map(self, data: dict) -> tuple[str, str, list[str]]:
+        """(inputs, outputs, images) of one raw record; :class:`FieldError` names what is missing."""
+        inputs = _text(data, _first(data, self.inputs)) if self.inputs else ""
+        if self.paraphrase and "paraphrased_answer" in data and "original_answer" in data:
+            para = _text(data, "paraphrased_answer")
+            refused = any(r in para.lower() for r in _REFUSALS)
+            outputs = _text(data, "original_answer") if refused else para
+        else:
+            outputs = _text(data, _first(data, self.outputs))
+        return inputs, outputs, _images(data, self.images)
 
 
-def _paraphrased(data: dict) -> str:
-    answer = _get(data, "original_answer")
-    para = _get(data, "paraphrased_answer")
-    return answer if any(r in para.lower() for r in _REFUSALS) else para
-
-
-# Each mapping returns (inputs, outputs, images) from one raw jsonl record.
-Mapping = Callable[[dict], tuple[str, str, list[str]]]
-
-
-def _caption(image_key: str, caption_key: str) -> Mapping:
-    return lambda d: ("", _get(d, caption_key), _image_list(_get(d, image_key, object), image_key))
-
-
-def _prebuilt(d: dict) -> tuple[str, str, list[str]]:
-    # generation / reasoning tasks whose files already hold the input and output text
-    return _get(d, "input"), _get(d, "output"), _image_list(_get(d, "image_base64_str", object), "image_base64_str")
-
-
-def _qa(d: dict) -> tuple[str, str, list[str]]:
-    return _get(d, "question"), _get(d, "answer"), _image_list(_get(d, "image_str", object), "image_str")
-
-
-def _pair_qa(d: dict) -> tuple[str, str, list[str]]:
-    return _get(d, "question"), _get(d, "answer"), _image_list(_get(d, "images", object), "images")
-
-
-def _para_vqa(image_key: str) -> Mapping:
-    return lambda d: (_get(d, "question"), _paraphrased(d), _image_list(_get(d, image_key, object), image_key))
+# Verified upstream: one key each.
+DOCVQA = Fields(("question",), ("answer",), ("image_str",))
+VIQUAE = Fields(("question",), ("paraphrased_answer",), ("img_str",))
+# Unverified upstream ([U]): every plausible reading.
+CAPTION = Fields((), ("caption", "output", "outputs", "answer"), IMAGE_KEYS)
+PREBUILT = Fields(("input", "inputs", "question"), ("output", "outputs", "answer"), IMAGE_KEYS)
+QA = Fields(("question", "input", "inputs"), ("answer", "output", "outputs"), IMAGE_KEYS)
+VQA = Fields(("question", "input", "inputs"), ("answer", "paraphrased_answer", "original_answer", "output"),
+             VQA_IMAGE_KEYS, paraphrase=True)
+VIDEO_VQA = Fields(VQA.inputs, VQA.outputs, ("video_str", *VQA_IMAGE_KEYS), paraphrase=True)
+PARAGRAPH = Fields((), ("output",), ("image_str", "image", "image_base64_str", "img_str"))  # output: [V]
 
 
 @dataclass(frozen=True)
 class M3ITTask:
     type: str  # VILA's type label (file-name prefix)
     name: str  # M3IT config name
-    folder: str  # folder in the repo
-    mapping: Mapping = field(repr=False, compare=False)
+    folder: str  # folder in the repo (differs from the config name)
+    train: str  # train file name inside the folder
+    instructions: str  # instruction file name inside the folder
+    fields: Fields
 
     @property
     def stem(self) -> str:
         return f"{self.type}_{self.name}_train"
 
     def train_file(self) -> str:
-        return f"{self.folder}/train.jsonl"
+        return f"{self.folder}/{self.train}"
 
     def instructions_file(self) -> str:
-        return f"{self.folder}/instructions.json"
+        return f"{self.folder}/{self.instructions}"
 
 
+_IJ, _ISJ = "instruction.json", "instructions.json"
 TASKS: tuple[M3ITTask, ...] = (
-    M3ITTask("captioning", "image-paragraph-captioning", "data/captioning/image_paragraph_captioning", _caption("image_str", "output")),
-    M3ITTask("captioning", "textcap", "data/captioning/textcap", _caption("image_base_url", "caption")),
-    M3ITTask("generation", "multi30k", "data/generation/multi30k", _prebuilt),
-    M3ITTask("generation", "visual-dialog", "data/generation/visual_dialog", _prebuilt),
-    M3ITTask("reasoning", "clevr", "data/reasoning/clevr", _qa),
-    M3ITTask("reasoning", "nlvr", "data/reasoning/nlvr", _pair_qa),
-    M3ITTask("reasoning", "visual-mrc", "data/reasoning/visual_mrc", _prebuilt),
-    M3ITTask("vqa", "docvqa", "data/vqa/docvqa", _para_vqa("img_str")),
-    M3ITTask("vqa", "gqa", "data/vqa/gqa", _para_vqa("img_str")),
-    M3ITTask("vqa", "ivqa", "data/vqa/ivqa", _para_vqa("video_str")),  # video frames
-    M3ITTask("vqa", "ocr-vqa", "data/vqa/ocr-vqa", _para_vqa("img_str")),
-    M3ITTask("vqa", "st-vqa", "data/vqa/st-vqa", _para_vqa("img_str")),
-    M3ITTask("vqa", "viquae", "data/vqa/viquae", _para_vqa("img_str")),
-    M3ITTask("vqa", "vqa-v2", "data/vqa/vqav2", _para_vqa("img_str")),
+    M3ITTask("captioning", "image-paragraph-captioning", "data/captioning/image_paragraph_captioning",
+             "image_paragraph_captioning_train.jsonl", _IJ, PARAGRAPH),
+    M3ITTask("captioning", "textcap", "data/captioning/textcap", "train.jsonl", _ISJ, CAPTION),
+    M3ITTask("generation", "multi30k", "data/generation/multi30k", "train.jsonl", _ISJ, PREBUILT),
+    M3ITTask("generation", "visual-dialog", "data/generation/visual_dialog", "train.jsonl", _ISJ, PREBUILT),
+    M3ITTask("reasoning", "clevr", "data/reasoning/clevr", "train.jsonl", _ISJ, QA),
+    M3ITTask("reasoning", "nlvr", "data/reasoning/nlvr", "train.jsonl", _ISJ, QA),
+    M3ITTask("reasoning", "visual-mrc", "data/reasoning/visual_mrc", "train.jsonl", _ISJ, PREBUILT),
+    M3ITTask("vqa", "docvqa", "data/vqa/docvqa", "train.jsonl", _ISJ, DOCVQA),
+    M3ITTask("vqa", "gqa", "data/vqa/gqa", "train.jsonl", _IJ, VQA),
+    M3ITTask("vqa", "ivqa", "data/vqa/ivqa", "train.jsonl", _ISJ, VIDEO_VQA),  # video frames
+    M3ITTask("vqa", "ocr-vqa", "data/vqa/ocr-vqa", "train.jsonl", _IJ, VQA),  # train_new.jsonl: identical
+    M3ITTask("vqa", "st-vqa", "data/vqa/st-vqa", "train.jsonl", _IJ, VQA),
+    M3ITTask("vqa", "viquae", "data/vqa/viquae", "train_v2.jsonl", _ISJ, VIQUAE),
+    M3ITTask("vqa", "vqa-v2", "data/vqa/vqav2", "train.jsonl", _ISJ, VQA),
 )
 TASK_STEMS: tuple[str, ...] = tuple(t.stem for t in TASKS)
 
@@ -150,13 +189,15 @@ def task(name: str) -> M3ITTask:
     raise KeyError(f"unknown M3IT task {name!r}; VILA uses {[t.name for t in TASKS]}")
 
 
-def load_instructions(path: str | os.PathLike[str]) -> list[str]:
+def load_instructions(path: str | os.PathLike[str], name: str | None = None) -> list[str]:
+    """The task's instruction templates (a JSON array of strings); errors name ``name`` (default: path)."""
+    where = name or str(path)
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not JSON ({exc})") from exc
+        data = json.loads(Path(path).read_bytes().decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{where}: not JSON ({exc})") from exc
     if not isinstance(data, list) or not data or not all(isinstance(s, str) for s in data):
-        raise ValueError(f"{path}: expected a non-empty JSON list of instruction strings")
+        raise ValueError(f"{where}: expected a non-empty JSON list of instruction strings")
     return data
 
 
@@ -186,15 +227,15 @@ class InvalidRecord:
     line: int  # 1-based line in the jsonl file
     reason: str
     detail: str
+    kept: bool = False  # vila keeps records whose images do not decode (VILA never decodes them)
 
 
-INVALID_SCHEMA = pa.schema(
-    [("task", pa.string()), ("file", pa.string()), ("line", pa.int64()), ("reason", pa.string()), ("detail", pa.string())]
-)
+INVALID_SCHEMA = pa.schema([("task", pa.string()), ("file", pa.string()), ("line", pa.int64()),
+                            ("reason", pa.string()), ("detail", pa.string()), ("kept", pa.bool_())])
 
 
 def write_invalid_list(invalid: list[InvalidRecord], path: str | os.PathLike[str]) -> Path:
-    """The unusable records as a Parquet table (task, file, line, reason, detail), atomically."""
+    """The problem records as a Parquet table (task, file, line, reason, detail, kept), atomically."""
     with atomic_path(path) as tmp:
         pq.write_table(pa.Table.from_pylist([vars(r) for r in invalid], schema=INVALID_SCHEMA), tmp)
     return Path(path)
@@ -212,6 +253,27 @@ class TaskSummary:
     def records(self) -> int:
         return self.info.rows
 
+    @property
+    def dropped(self) -> int:
+        return sum(not r.kept for r in self.invalid)
+
+
+def _parse(raw: bytes) -> dict:
+    """One JSONL line as an object; ``ValueError`` says why not."""
+    data = json.loads(raw.decode("utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError(f"a JSON {type(data).__name__}, not an object")
+    return data
+
+
+def _image_problem(imgs: list[str]) -> tuple[str, str] | None:
+    if not imgs:
+        return "no_image", "empty image list"
+    for i, b64 in enumerate(imgs):
+        if (problem := image_problem(b64)) is not None:
+            return problem[0], f"image {i}: {problem[1]}"[:200]
+    return None
+
 
 def convert_task(
     t: M3ITTask,
@@ -219,41 +281,37 @@ def convert_task(
     instructions_path: str | os.PathLike[str],
     layout: PerFileLayout,
     *,
+    policy: Policy | str = Policy.curated,
     display_name: str | None = None,
 ) -> TaskSummary:
-    """Stream one task's ``train.jsonl`` into ``<type>_<name>_train.pkl`` (+ Parquet copy)."""
+    """Stream one task's train file into ``<type>_<name>_train.pkl`` (+ Parquet copy). Problems are listed
+    with ``display_name`` (default: the file's path in the repo) and line."""
     where = display_name or t.train_file()
-    instructions = load_instructions(instructions_path)
+    vila = as_policy(policy) is Policy.vila
+    instructions = load_instructions(instructions_path, t.instructions_file())
     rng = random.Random(M3IT_SEED)
     invalid: list[InvalidRecord] = []
     lines = images = 0
-    with SourceFileWriter(layout, t.stem, row_group_size=256, batch_rows=64) as out, open(train_path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
+    with SourceFileWriter(layout, t.stem, row_group_size=256, batch_rows=64) as out, open(train_path, "rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            if not raw.strip():
                 continue
             lines += 1
             try:
-                data = json.loads(line)
-                if not isinstance(data, dict):
-                    raise ValueError(f"a JSON {type(data).__name__}, not an object")
-            except ValueError as exc:
-                invalid.append(InvalidRecord(t.name, where, lineno, "bad_json", str(exc)[:200]))
-                continue
-            try:
-                inputs, outputs, imgs = t.mapping(data)
+                inputs, outputs, imgs = t.fields.map(_parse(raw))
             except FieldError as exc:
                 invalid.append(InvalidRecord(t.name, where, lineno, "missing_field", exc.args[0]))
                 continue
+            except ValueError as exc:  # JSON or UTF-8
+                invalid.append(InvalidRecord(t.name, where, lineno, "bad_json", str(exc)[:200]))
+                continue
             instruction = rng.choice(instructions)  # one draw per item the script would have yielded
-            if not imgs:
-                invalid.append(InvalidRecord(t.name, where, lineno, "no_image", "empty image list"))
-                continue
-            bad = next(((i, p) for i, s in enumerate(imgs) if (p := image_problem(s))), None)
-            if bad is not None:
-                i, (reason, detail) = bad
-                invalid.append(InvalidRecord(t.name, where, lineno, reason, f"image {i}: {detail}"[:200]))
-                continue
-            out.write(make_record(instruction + inputs, outputs, f"{t.stem}_{out.count:08d}", imgs))
+            if (problem := _image_problem(imgs)) is not None:
+                invalid.append(InvalidRecord(t.name, where, lineno, *problem, kept=vila))
+                if not vila:
+                    continue
+            rec_id = None if vila else f"{t.stem}_{out.count:08d}"
+            out.write(make_record(instruction + inputs, outputs, rec_id, imgs))
             images += len(imgs)
     assert out.info is not None
     return TaskSummary(t, out.info, lines, images, invalid)

@@ -1,29 +1,32 @@
-"""VFLAN (FLAN 1M + M3IT) as VILA reads it: record shape, per-file outputs, and the seeded shuffle into
-128 equal chunks.
+"""VFLAN (FLAN 1M + M3IT) as VILA reads it: record shape, per-file outputs, and the shuffle into chunks
+under either data policy.
 
-What VILA did (``data_prepare/sft/split_vflan.py``): load every per-file pickle into one list,
-``random.seed(1); random.shuffle``, cut ``N // 128`` records per chunk and drop the remainder (and loop
-forever when N < 128). What we do instead:
+What VILA did (``data_prepare/sft/split_vflan.py``): load every ``*.pkl`` of ``new-vflan`` sorted by name
+into one list, ``random.seed(1); random.shuffle``, cut ``per = N // 128`` records per part while at least
+``per`` remain (``N // per`` parts: 128 from N = 16,384 up, more below), drop the remaining ``N % per``,
+and loop forever when N < 128.
 
 * **Per-file outputs.** ``flan_1m`` and ``m3it_tasks`` write each source file twice through one
   :class:`SourceFileWriter`: the VILA pickle ``<stem>.pkl`` (in the directory the family's layout names
   after VILA's ``new-vflan``, which its split script read) and a row-addressable Parquet copy
-  ``<stem>.parquet`` plus a ``<stem>.json`` sidecar (rows, sha256 of the pickle). Both are streamed
-  (the pickle by ``vila_format.PickleListWriter``): memory never holds a file. They are *not* put
-  under ``playground/data``: VILA v1/1.5 only registers the sharded directory, HEAD's per-file registry
-  entries are not public (any path there would be invented), and a copy would double multi-GB storage.
-  A registry that wants them points at the staged ``<stem>.pkl``.
-* **Shuffle.** A record's identity is ``(source stem, row index in that source)``; its sort key is a
-  seeded 64-bit hash of that identity (:func:`row_hashes`, integer arithmetic only, so it does not change
-  with numpy/polars/Python versions), ties broken by ``(stem, row)``. The permutation is computed from row
-  counts alone (no data read) and stored as a small Parquet index (:class:`ShufflePlan`).
-* **Chunks.** Sizes come from :func:`vila_format.split_sizes` (differ by at most one, remainder spread
-  over the first chunks, nothing dropped). A run for a set of chunks scans the sources once, spills each
-  chunk's records to a temporary file, then sorts and writes each chunk with ``write_pickle_shard``:
-  memory is one chunk plus one Parquet batch, whatever the total. With fewer than ``n_chunks`` records
-  some chunks are empty (valid ``[]`` pickles with count 0); VILA's sharded loader then computes
-  ``min_over_ranks(sum counts)`` and a rank whose shards are all empty gets no data, so the counts check
-  warns about empty chunks.
+  ``<stem>.parquet`` plus a ``<stem>.json`` sidecar (rows, sha256 of the pickle). Both are streamed:
+  memory never holds a file. They are *not* put under ``playground/data``: VILA v1/1.5 only registers the
+  sharded directory, HEAD's per-file registry entries are not public, and a copy would double storage.
+* **Plan.** Where every record goes is computed from row counts alone (no data read) and stored as a
+  small Parquet index (:class:`ShufflePlan`):
+
+  - ``vila`` (:func:`make_vila_shuffle_plan`): the permutation ``random.seed(seed); random.shuffle``
+    makes of the name-sorted concatenation (a shuffle's swaps depend only on the list's length, so
+    shuffling ``range(N)`` gives it), VILA's part sizes, the remainder dropped and reported. Parts beyond
+    ``part-00127`` (N < 16,384) belong to the last partition (:func:`chunks_for_partitions`).
+  - ``curated`` (:func:`make_shuffle_plan`): a record's identity is ``(source stem, row)``; its sort key
+    a seeded 64-bit hash of it (:func:`row_hashes`, integer arithmetic only), so the order depends on
+    neither the order of the sources nor a library version. The 128 chunk sizes come from
+    ``train_layout.balanced_sizes`` for the training world size: every record usable; where the total
+    does not divide, the first records are repeated at the end and the count is reported.
+* **Chunks.** A run for a set of chunks scans the sources once, spills each chunk's records to a temporary
+  file, then sorts and writes each chunk with ``write_pickle_shard``: memory is one chunk plus one Parquet
+  batch, whatever the total.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import hashlib
 import json
 import os
 import pickle
+import random
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -41,13 +45,35 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
 import pyarrow.parquet as pq
 
 from vila_assets.core.atomic import atomic_path
-from vila_assets.core.vila_format import PickleListWriter, split_sizes, write_json, write_pickle_shard
+from vila_assets.core.policy import Difference, Policy, as_policy
+from vila_assets.core.train_layout import balanced_sizes, padding_indices
+from vila_assets.core.vila_format import PickleListWriter, write_json, write_pickle_shard
 
 N_CHUNKS = 128
 FLAN_STEM = "text_flan_1m"
+
+POLICY_DIFFERENCES = (
+    Difference(
+        "VFLAN", "shuffle",
+        "`random.seed(1); random.shuffle` of the name-sorted concatenation of the 15 pickles, all in memory",
+        "same permutation, computed from row counts; records streamed",
+        "seeded hash of (source, row): independent of source order and of Python's `random`"),
+    Difference(
+        "VFLAN", "parts",
+        "`per = N // 128` records per part, `N // per` parts (more than 128 below N = 16,384), the last "
+        "`N % per` records dropped; never finishes when N < 128",
+        "same parts (those beyond part-00127 are written by partition 00127's run); the dropped count "
+        "is reported; N < 128 is an error",
+        "128 chunks laid out for `train_world_size` (`balanced_sizes`): nothing dropped, the shortfall "
+        "filled by repeating the first records (count reported)"),
+    Difference(
+        "VFLAN", "record keys", "as in the per-file pickles", "same",
+        "same; every record carries an `id`"),
+)
 
 # The Parquet copy of every per-file output (FLAN and M3IT share it, so chunks read one schema).
 RECORD_SCHEMA = pa.schema(
@@ -63,8 +89,12 @@ RECORD_SCHEMA = pa.schema(
 # --- record shape ----------------------------------------------------------------------------------
 
 
-def make_record(question: str, answer: str, rec_id: str, image: list[str]) -> dict[str, Any]:
-    """A VFLAN record; key order fixed so pickles are byte-stable. VILA reads question/answer/image."""
+def make_record(question: str, answer: str, rec_id: str | None, image: list[str]) -> dict[str, Any]:
+    """A VFLAN record; key order fixed so pickles are byte-stable. VILA reads question/answer/image.
+
+    ``rec_id`` None: no ``id`` key, as VILA's M3IT records (``{question, answer, image}``)."""
+    if rec_id is None:
+        return {"question": question, "answer": answer, "image": image}
     return {"question": question, "answer": answer, "id": rec_id, "image": image}
 
 
@@ -150,8 +180,11 @@ class PerFileLayout:
         path = self.sidecar(stem)
         if not path.exists():
             raise FileNotFoundError(f"{path}: missing; materialize the asset that writes {stem!r} first")
-        info = json.loads(path.read_text())
-        rows = pq.ParquetFile(self.parquet(stem)).metadata.num_rows
+        try:
+            info = json.loads(path.read_text())
+            rows = pq.ParquetFile(self.parquet(stem)).metadata.num_rows
+        except (ValueError, OSError, pa.ArrowException) as exc:
+            raise ValueError(f"{path} / {self.parquet(stem)}: unreadable ({exc}); rematerialize {stem!r}") from exc
         if rows != info["rows"]:
             raise ValueError(f"{self.parquet(stem)} holds {rows} rows but {path} says {info['rows']}")
         return SourceInfo(info["stem"], info["rows"], info["sha256"])
@@ -242,21 +275,39 @@ def natural_key(path: str) -> tuple:
 
 @dataclass
 class ShufflePlan:
-    """The permutation of every record of every source into ``n_chunks`` chunks.
+    """Where every record of every source goes.
 
-    ``positions[i]`` holds, for source ``sources[i]``, each row's global position (0 .. total-1).
-    Chunk ``c`` holds positions ``bounds[c] .. bounds[c+1]-1``.
+    ``positions[i]`` holds, for source ``sources[i]``, each row's position in the shuffled sequence
+    (0 .. total-1). Chunk ``c`` holds positions ``bounds[c] .. bounds[c+1]-1``. Positions at or past
+    ``bounds[-1]`` are in no chunk (vila: the dropped remainder). Curated plans may run past ``total``:
+    position ``total + i`` repeats the record at position ``padding_indices(total, padded)[i]``.
     """
 
     seed: int
-    n_chunks: int
+    policy: str
     sources: list[SourceInfo]
     positions: list[np.ndarray]
     sizes: list[int] = field(default_factory=list)
+    padded: int = 0
+    world_size: int = 1  # the training world size the sizes were laid out for (curated)
+
+    @property
+    def n_chunks(self) -> int:
+        return len(self.sizes)
 
     @property
     def total(self) -> int:
+        """Distinct records in the sources."""
         return sum(s.rows for s in self.sources)
+
+    @property
+    def in_chunks(self) -> int:
+        return sum(self.sizes)
+
+    @property
+    def dropped(self) -> int:
+        """Records in no chunk (vila: VILA's ``N % per`` remainder)."""
+        return self.total + self.padded - self.in_chunks
 
     @property
     def bounds(self) -> np.ndarray:
@@ -264,51 +315,140 @@ class ShufflePlan:
 
     @property
     def fingerprint(self) -> str:
-        """Changes whenever any source's content, the seed or the chunk count changes."""
-        h = hashlib.sha256(f"{self.seed}:{self.n_chunks}".encode())
+        """Changes whenever any source's content, the policy, the seed or the chunk layout changes."""
+        h = hashlib.sha256(f"{self.policy}:{self.seed}:{self.padded}:{self.sizes}".encode())
         for s in self.sources:
             h.update(f"|{s.stem}:{s.rows}:{s.sha256}".encode())
         return h.hexdigest()[:16]
 
     def chunk_of(self, positions: np.ndarray) -> np.ndarray:
-        return np.searchsorted(self.bounds, positions, side="right") - 1
+        """The chunk of each position; -1 for a position in no chunk."""
+        chunk = np.searchsorted(self.bounds, positions, side="right") - 1
+        return np.where(np.asarray(positions) < self.in_chunks, chunk, -1)
+
+    def padding_of(self) -> dict[int, list[int]]:
+        """Position of a record -> the padding positions that repeat it."""
+        out: dict[int, list[int]] = {}
+        for i, pos in enumerate(padding_indices(self.total, self.padded)):
+            out.setdefault(pos, []).append(self.total + i)
+        return out
 
     def to_table(self) -> pa.Table:
-        """The plan as a small index: one row per record (source, row, position, chunk), by position."""
+        """The plan as a small index, by position: source, row, position, chunk (-1: dropped), padding."""
         stems = np.concatenate([np.full(len(p), i, dtype=np.int32) for i, p in enumerate(self.positions)] or [[]])
         rows = np.concatenate([np.arange(len(p), dtype=np.int64) for p in self.positions] or [[]])
-        pos = np.concatenate(self.positions or [np.empty(0, np.int64)])
+        pos = np.concatenate(self.positions or [np.empty(0, np.int64)]).astype(np.int64)
+        extra = sorted((repeat, original) for original, repeats in self.padding_of().items() for repeat in repeats)
+        if extra:
+            record_at = np.argsort(pos, kind="stable")  # positions are a permutation: position -> record
+            src_of = record_at[[original for _, original in extra]]
+            stems = np.concatenate([stems, stems[src_of]])
+            rows = np.concatenate([rows, rows[src_of]])
+            pos = np.concatenate([pos, np.array([repeat for repeat, _ in extra], np.int64)])
         order = np.argsort(pos, kind="stable")
         names = pa.array([s.stem for s in self.sources], pa.string())
-        return pa.table(
-            {
-                "source": pa.DictionaryArray.from_arrays(pa.array(stems[order].astype(np.int32)), names),
-                "row": pa.array(rows[order]),
-                "position": pa.array(pos[order].astype(np.int64)),
-                "chunk": pa.array(self.chunk_of(pos[order]).astype(np.int32)),
-            }
-        )
+        return pa.table({
+            "source": pa.DictionaryArray.from_arrays(pa.array(stems[order].astype(np.int32)), names),
+            "row": pa.array(rows[order].astype(np.int64)),
+            "position": pa.array(pos[order]),
+            "chunk": pa.array(self.chunk_of(pos[order]).astype(np.int32)),
+            "padding": pa.array(pos[order] >= self.total),
+        })
 
 
-def make_shuffle_plan(sources: Sequence[SourceInfo], seed: int, n_chunks: int = N_CHUNKS) -> ShufflePlan:
-    """Seeded permutation of all records (identity = stem + row), independent of the order of ``sources``."""
-    sources = sorted(sources, key=lambda s: s.stem)
-    if len({s.stem for s in sources}) != len(sources):
-        raise ValueError(f"duplicate source stems in {[s.stem for s in sources]}")
-    hashes = [row_hashes(seed, s.stem, 0, s.rows) for s in sources]
-    h = np.concatenate(hashes or [np.empty(0, np.uint64)])
+def _concat_index(sources: Sequence[SourceInfo]) -> tuple[np.ndarray, np.ndarray]:
     src = np.concatenate([np.full(s.rows, i, dtype=np.int32) for i, s in enumerate(sources)] or [np.empty(0, np.int32)])
     row = np.concatenate([np.arange(s.rows, dtype=np.int64) for s in sources] or [np.empty(0, np.int64)])
+    return src, row
+
+
+def _split_positions(sources: Sequence[SourceInfo], position: np.ndarray) -> list[np.ndarray]:
+    splits = np.cumsum([s.rows for s in sources])[:-1] if sources else []
+    return list(np.split(position, splits)) if sources else []
+
+
+def _unique_stems(sources: Sequence[SourceInfo]) -> None:
+    if len({s.stem for s in sources}) != len(sources):
+        raise ValueError(f"duplicate source stems in {[s.stem for s in sources]}")
+
+
+def make_shuffle_plan(sources: Sequence[SourceInfo], seed: int, n_chunks: int = N_CHUNKS,
+                      world_size: int = 1) -> ShufflePlan:
+    """Curated: seeded permutation of all records (identity = stem + row), independent of the order of
+    ``sources``, in ``n_chunks`` chunks laid out so every record is usable at ``world_size``."""
+    sources = sorted(sources, key=lambda s: s.stem)
+    _unique_stems(sources)
+    h = np.concatenate([row_hashes(seed, s.stem, 0, s.rows) for s in sources] or [np.empty(0, np.uint64)])
+    src, row = _concat_index(sources)
     order = np.lexsort((row, src, h))  # by hash, then stem, then row: a total order
     position = np.empty(len(h), dtype=np.int64)
     position[order] = np.arange(len(h), dtype=np.int64)
-    splits = np.cumsum([s.rows for s in sources])[:-1] if sources else []
-    positions = np.split(position, splits) if sources else []
-    return ShufflePlan(seed, n_chunks, list(sources), list(positions), split_sizes(len(h), n_chunks))
+    layout = balanced_sizes(len(h), n_chunks, world_size)
+    return ShufflePlan(seed, Policy.curated.value, list(sources), _split_positions(sources, position),
+                       list(layout.sizes), layout.padded, world_size)
+
+
+def vila_part_sizes(n: int, n_parts: int = N_CHUNKS) -> list[int]:
+    """``split_vflan.py``'s parts: ``per = n // 128`` records each while ``per`` remain, the rest dropped."""
+    per = n // n_parts
+    if per == 0:
+        raise ValueError(f"{n} records: VILA's split_vflan.py cuts n // {n_parts} = 0 records per part and never "
+                         f"finishes; the vila policy needs at least {n_parts} records")
+    return [per] * (n // per)
+
+
+def make_vila_shuffle_plan(sources: Sequence[SourceInfo], seed: int = 1, n_chunks: int = N_CHUNKS) -> ShufflePlan:
+    """Vila: ``split_vflan.py``'s order and parts. Sources are concatenated in file-name order
+    (``<stem>.pkl``, so ``text_flan_1m.pkl`` sorts among the M3IT files), then ``random.seed(seed);
+    random.shuffle``: ``shuffled[p] = concatenated[perm[p]]``."""
+    sources = sorted(sources, key=lambda s: f"{s.stem}.pkl")
+    _unique_stems(sources)
+    n = sum(s.rows for s in sources)
+    sizes = vila_part_sizes(n, n_chunks)
+    perm = list(range(n))
+    random.Random(seed).shuffle(perm)  # the module-level random.seed + random.shuffle draw the same
+    position = np.empty(n, dtype=np.int64)
+    position[np.asarray(perm, dtype=np.int64)] = np.arange(n, dtype=np.int64)
+    del perm
+    return ShufflePlan(seed, Policy.vila.value, list(sources), _split_positions(sources, position), sizes)
+
+
+def plan_for(policy: Policy | str, sources: Sequence[SourceInfo], seed: int, world_size: int) -> ShufflePlan:
+    """The plan a policy makes (``world_size`` shapes only the curated layout)."""
+    if as_policy(policy) is Policy.vila:
+        return make_vila_shuffle_plan(sources, seed)
+    return make_shuffle_plan(sources, seed, N_CHUNKS, world_size)
 
 
 def chunk_stem(chunk: int) -> str:
     return f"part-{chunk:05d}"
+
+
+def chunks_for_partitions(plan: ShufflePlan, partitions: Iterable[int], n_partitions: int = N_CHUNKS) -> list[int]:
+    """The chunks a run over these partitions writes: one each, and the last partition also owns every
+    part past it (vila plans for N < 16,384 have more than 128 parts)."""
+    wanted = set()
+    for p in partitions:
+        if not 0 <= p < n_partitions:
+            raise ValueError(f"partition {p} outside 0..{n_partitions - 1}")
+        wanted.add(p)
+        if p == n_partitions - 1:
+            wanted.update(range(n_partitions, plan.n_chunks))
+    return sorted(c for c in wanted if c < plan.n_chunks)
+
+
+def partition_of(chunk: int, n_partitions: int = N_CHUNKS) -> int:
+    return min(chunk, n_partitions - 1)
+
+
+def stale_chunk_files(directory: str | os.PathLike[str], plan: ShufflePlan) -> list[Path]:
+    """``part-NNNNN.{pkl,count}`` files in ``directory`` past the plan's last part (a previous plan's)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    pattern = re.compile(r"part-(\d{5,})\.(pkl|count)")
+    return sorted(p for p in directory.iterdir()
+                  if (m := pattern.fullmatch(p.name)) and int(m.group(1)) >= plan.n_chunks)
 
 
 # --- building chunks ------------------------------------------------------------------------------------
@@ -326,8 +466,11 @@ class ChunkResult:
 
 
 def _iter_batches(path: Path, batch_rows: int) -> Iterator[pa.RecordBatch]:
-    pf = pq.ParquetFile(path)
-    yield from pf.iter_batches(batch_size=batch_rows, columns=RECORD_SCHEMA.names)
+    try:
+        pf = pq.ParquetFile(path)
+        yield from pf.iter_batches(batch_size=batch_rows, columns=RECORD_SCHEMA.names)
+    except (OSError, pa.ArrowException) as exc:  # truncated, empty or damaged: name the file
+        raise ValueError(f"{path}: unreadable Parquet copy ({exc}); rematerialize the asset that writes it") from exc
 
 
 def _pair_hash(*parts: str) -> int:
@@ -354,9 +497,12 @@ def spill_path(work_dir: str | os.PathLike[str], chunk: int) -> Path:
     return Path(work_dir) / f"{chunk_stem(chunk)}.spill"
 
 
-def _spill_source(plan: ShufflePlan, src_idx: int, path: Path, wanted_mask: np.ndarray, spills: dict, batch_rows: int) -> None:
-    """Append every row of source ``src_idx`` bound for a wanted chunk to that chunk's spill file."""
+def _spill_source(plan: ShufflePlan, src_idx: int, path: Path, wanted_mask: np.ndarray, spills: dict,
+                  padding: dict[int, list[int]], batch_rows: int) -> None:
+    """Append every row of source ``src_idx`` bound for a wanted chunk to that chunk's spill file (a row
+    repeated as padding goes there once more, at its padding position)."""
     source, positions = plan.sources[src_idx], plan.positions[src_idx]
+    repeated = np.fromiter(padding, dtype=np.int64, count=len(padding))
     offset = 0
     for batch in _iter_batches(path, batch_rows):
         n = batch.num_rows
@@ -364,12 +510,20 @@ def _spill_source(plan: ShufflePlan, src_idx: int, path: Path, wanted_mask: np.n
         if len(pos) != n:
             raise ValueError(f"{path}: more rows than the plan's {source.rows}; rerun the plan")
         chunk = plan.chunk_of(pos)
-        take = np.nonzero(wanted_mask[chunk])[0]
-        if len(take):
-            for i, rec in zip(take, batch.take(pa.array(take)).to_pylist()):
-                entry = (int(pos[i]), src_idx, offset + int(i), rec)
+        bound = chunk >= 0
+        bound[bound] = wanted_mask[chunk[bound]]
+        keep = [(int(i), int(pos[i]), int(chunk[i])) for i in np.nonzero(bound)[0]]
+        for i in np.nonzero(np.isin(pos, repeated))[0]:
+            for p in padding[int(pos[i])]:
+                c = int(plan.chunk_of(np.array([p]))[0])
+                if c >= 0 and wanted_mask[c]:
+                    keep.append((int(i), p, c))
+        if keep:
+            take = sorted({i for i, _, _ in keep})
+            recs = dict(zip(take, batch.take(pa.array(take)).to_pylist()))
+            for i, p, c in keep:
                 # scratch, read back by _read_spill only: one pickle per entry, not a VILA list
-                pickle.dump(entry, spills[int(chunk[i])], protocol=4)
+                pickle.dump((p, src_idx, offset + i, recs[i]), spills[c], protocol=4)
         offset += n
     if offset != source.rows:
         raise ValueError(f"{path}: {offset} rows but the plan expects {source.rows}")
@@ -381,11 +535,12 @@ def spill_pass(plan: ShufflePlan, layout: PerFileLayout, wanted: list[int], work
     file. Raises if a source no longer matches the plan."""
     wanted_mask = np.zeros(plan.n_chunks, dtype=bool)
     wanted_mask[wanted] = True
+    padding = plan.padding_of()
     Path(work_dir).mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
         spills = {c: stack.enter_context(open(spill_path(work_dir, c), "wb", buffering=256 << 10)) for c in wanted}
         for src_idx, source in enumerate(plan.sources):
-            _spill_source(plan, src_idx, layout.parquet(source.stem), wanted_mask, spills, batch_rows)
+            _spill_source(plan, src_idx, layout.parquet(source.stem), wanted_mask, spills, padding, batch_rows)
 
 
 def _read_spill(plan: ShufflePlan, chunk: int, work_dir: str | os.PathLike[str]) -> list[tuple]:
@@ -413,10 +568,11 @@ def _chunk_manifest(plan: ShufflePlan, entries: list[tuple], records: list[dict]
             "position": pa.array([e[0] for e in entries], pa.int64()),
             "source": pa.array([plan.sources[e[1]].stem for e in entries], pa.string()),
             "row": pa.array([e[2] for e in entries], pa.int64()),
-            "id": pa.array([r["id"] for r in records], pa.string()),
+            "id": pa.array([r.get("id") for r in records], pa.string()),  # vila M3IT records have none
             "qa_hash": pa.array([_pair_hash(r["question"], r["answer"]) for r in records], pa.int64()),
             "record_hash": pa.array([_pair_hash(r["question"], r["answer"], *r["image"]) for r in records], pa.int64()),
             "n_images": pa.array([len(r["image"]) for r in records], pa.int32()),
+            "padding": pa.array([e[0] >= plan.total for e in entries], pa.bool_()),
         }
     )
     return table.replace_schema_metadata({"plan_fingerprint": plan.fingerprint})
@@ -433,7 +589,7 @@ def write_chunk(plan: ShufflePlan, chunk: int, entries: list[tuple], out_dir: st
     for (_, si, row, _), rec in zip(entries, records):
         stem = plan.sources[si].stem
         by_source[stem] = by_source.get(stem, 0) + 1
-        found = record_problems(rec, where=f"{stem} row {row} (id {rec['id']!r})")
+        found = record_problems(rec, where=f"{stem} row {row}" + (f" (id {rec['id']!r})" if "id" in rec else ""))
         n_problems += len(found)
         problems.extend(found[: max(0, max_problems - len(problems))])
     pkl = write_pickle_shard(out_dir, chunk_stem(chunk), records)
@@ -478,12 +634,16 @@ class DuplicateReport:
 
 
 def duplicate_report(manifest_dir: str | os.PathLike[str], chunks: Iterable[int]) -> DuplicateReport:
-    """Identical (question, answer) pairs and identical records across the given chunks' manifests."""
+    """Identical (question, answer) pairs and identical records across the given chunks' manifests
+    (padding repeats of the curated layout excluded)."""
     tables = []
     for c in chunks:
         path = chunk_manifest_path(Path(manifest_dir), c)
         if path.exists():
-            tables.append(pq.read_table(path, columns=["position", "source", "qa_hash", "record_hash"]))
+            t = pq.read_table(path)
+            if "padding" in t.column_names:  # repeated on purpose (curated layout), not a duplicate
+                t = t.filter(pa.compute.invert(t.column("padding")))
+            tables.append(t.select(["position", "source", "qa_hash", "record_hash"]))
     if not tables:
         return DuplicateReport(0, 0, 0, 0, {})
     t = pa.concat_tables(tables).sort_by("position")

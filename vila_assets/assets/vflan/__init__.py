@@ -1,17 +1,22 @@
-"""VFLAN for SFT: a seeded FLAN 1M sample, the 14 M3IT tasks, and the 128 shuffled chunks VILA trains on.
+"""VFLAN for SFT: FLAN sampled to 1M rows, the 14 M3IT tasks, and the shuffled parts VILA trains on.
 
-Assets (group ``vflan``; files named in ``layout.py``):
+Every asset follows the ``data_policy`` resource: ``vila`` reproduces VILA's scripts' data from the same
+inputs, ``curated`` keeps our improvements (the differences: ``POLICY_DIFFERENCES`` in ``core.flan``,
+``core.m3it`` and ``core.vflan``). Sources are resources (``flan_source``, ``m3it_source``): a hub repo, a
+local directory or an fsspec URL. Files: ``layout.py``.
 
-- ``flan_1m``: every ``*_data`` folder of ``Open-Orca/FLAN`` sampled to ``flan_source.sample_size`` rows
-  (VILA: 1,000,000) by a seeded hash of (file path, row) -> the per-file ``text_flan_1m.pkl`` + Parquet
-  copy in staging. Repo, revision, size and seed: the ``flan_source`` resource. See ``core.flan``.
-- ``m3it_tasks``: the 14 M3IT tasks VILA uses, read from the task files (``m3it_source`` resource) ->
-  ``{type}_{name}_train.pkl`` (+ Parquet copies) in staging; unusable records listed in a manifest.
-  See ``core.m3it``.
-- ``vflan_chunks``: FLAN + M3IT shuffled by a seeded hash of (file, row) into VILA's 128 chunks
-  ``part-%05d.pkl`` + ``.count`` at VILA's registry path (nothing else in that directory), one partition
-  per chunk (``partitions.py``: a backfill of all chunks is one run that scans the sources once). The
-  shuffle index and per-chunk manifests (for the duplicate report) are manifests. See ``core.vflan``.
+- ``flan_1m``: the ``*_data`` folders of ``Open-Orca/FLAN`` sampled to ``flan_source.sample_size`` rows
+  (VILA: 1,000,000) -> ``text_flan_1m.pkl`` + Parquet copy in staging. vila: VILA's ``torch.linspace``
+  rows over VILA's file order; curated: a seeded hash of (file path, row). Both stream. See ``core.flan``.
+- ``m3it_tasks``: the 14 M3IT tasks VILA uses, read from the task files (per-task names and fields in
+  ``core.m3it.TASKS``) -> ``{type}_{name}_train.pkl`` (+ Parquet copies); problem records listed in a
+  manifest.
+- ``vflan_chunks``: FLAN + M3IT shuffled into ``part-%05d.pkl`` + ``.count`` at VILA's registry path
+  (nothing else in that directory), one partition per part (``partitions.py``). vila: ``split_vflan.py``'s
+  ``random.seed(1)`` shuffle and ``N // 128``-record parts (remainder dropped and reported; below 16,384
+  records VILA writes more than 128 parts, and partition ``00127`` writes those past it); curated: a
+  seeded shuffle laid out for ``data_policy.train_world_size`` so every record is usable. The shuffle
+  index and per-part manifests (for the duplicate report) are manifests. See ``core.vflan``.
 
 The per-file pickles stay in staging (why: ``core.vflan`` docstring). Checks: ``checks.py``; their
 thresholds and the shuffle seed: ``config.py``.

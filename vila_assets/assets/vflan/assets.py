@@ -1,5 +1,6 @@
 """The VFLAN assets: wiring, publishing, metadata and checks. The work is in ``core.flan``, ``core.m3it``
-and ``core.vflan``; every path comes from :class:`VflanLayout`."""
+and ``core.vflan``; every path comes from :class:`VflanLayout`; what differs between the data policies is
+decided there (``data_policy`` resource) and recorded here as ``policy`` metadata."""
 
 import pickle
 import shutil
@@ -13,17 +14,24 @@ from vila_assets.assets._sharded import ShardedRun
 from vila_assets.assets.vflan import checks
 from vila_assets.assets.vflan.config import M3itConfig, VflanChunksChecks, VflanChunksConfig
 from vila_assets.assets.vflan.layout import FAMILY, VflanLayout
-from vila_assets.assets.vflan.partitions import VFLAN_BACKFILL, vflan_chunk_partitions
+from vila_assets.assets.vflan.partitions import CHUNK_KEYS, VFLAN_BACKFILL, vflan_chunk_partitions
 from vila_assets.assets.vflan.sources import FlanSource, M3itSource
 from vila_assets.core import flan as flan_core
 from vila_assets.core import m3it as m3it_core
 from vila_assets.core import vflan as vflan_core
+from vila_assets.core.hub import HubError
+from vila_assets.core.policy import Policy
+from vila_assets.core.source_tree import SourceError, SourceTree
+from vila_assets.core.train_layout import usable_records
 from vila_assets.core.vila_format import loader_shards, read_count, validate_shard_dir
 from vila_assets.resources.hub import HubClient
+from vila_assets.resources.policy import DataPolicy
 from vila_assets.resources.storage import DataRoot
 
 # How many problems a check's metadata lists (the rest are counted).
 EXAMPLES = 10
+# What a source can fail with; the message names the location and the file.
+SOURCE_ERRORS = (SourceError, HubError)
 
 
 def _examples_md(lines: list[str]) -> dg.MetadataValue:
@@ -35,12 +43,25 @@ def _publish_per_file(data_root: DataRoot, layout: VflanLayout, stems) -> None:
         data_root.publish(*layout.per_file_outputs(stem))
 
 
+def _source_metadata(tree: SourceTree) -> dict:
+    return {"location": tree.location, "revision_sha": tree.revision}
+
+
+def _open(source: FlanSource | M3itSource, hub: HubClient, data_root: DataRoot) -> SourceTree:
+    """The source's tree (URL copies cached under the data root); a malformed location fails the run."""
+    try:
+        return source.tree(hub, data_root.cache("sources"))
+    except SourceError as exc:
+        raise dg.Failure(str(exc)) from None
+
+
 # --- FLAN 1M ------------------------------------------------------------------------------------------------
 
 
-def _flan_findings(summary: flan_core.FlanSampleSummary, sample_size: int, rels: list[str]) -> Findings:
+def _flan_findings(summary: flan_core.FlanSampleSummary, sample_size: int, policy: Policy, rels: list[str]) -> Findings:
     findings = Findings(checks.FLAN_CHECKS)
-    rows, expected = summary.info.rows, min(sample_size, summary.total_rows)
+    rows = summary.info.rows
+    expected = sample_size if policy is Policy.vila else min(sample_size, summary.total_rows)
     findings.expect(checks.SAMPLE_SIZE.name, vflan_core.FLAN_STEM, rows == expected, f"{rows} records, expected {expected}")
     findings.add_metadata(checks.SAMPLE_SIZE.name, records=rows, expected=expected)
     folders = {r.split("/", 1)[0] for r in rels}
@@ -51,57 +72,66 @@ def _flan_findings(summary: flan_core.FlanSampleSummary, sample_size: int, rels:
     return findings
 
 
+def _sample_flan(tree: SourceTree, source: FlanSource, policy: Policy, layout: VflanLayout):
+    """(summary, part files read, files skipped): every part fetched, then sampled."""
+    rels, skipped = flan_core.part_paths(tree.list_files(), policy)
+    if not rels:
+        raise flan_core.FlanInputError("no files below top-level *_data folders")
+    parts = [flan_core.FlanPart(rel, tree.fetch(rel)) for rel in rels]
+    summary = flan_core.sample_flan(parts, source.sample_size, source.seed, layout.per_file, policy=policy)
+    return summary, rels, skipped
+
+
 @dg.asset(
     group_name=FAMILY,
     kinds={"python", "parquet"},
-    description="FLAN 1M: a seeded, streaming sample of Open-Orca/FLAN as text_flan_1m.pkl (VILA's record format).",
+    description="FLAN 1M: Open-Orca/FLAN sampled as text_flan_1m.pkl (VILA's record format), streaming; "
+                "vila: VILA's linspace rows, curated: a seeded sample.",
     check_specs=[c.spec("flan_1m") for c in checks.FLAN_CHECKS],
 )
-def flan_1m(flan_source: FlanSource, hub: HubClient, data_root: DataRoot) -> dg.MaterializeResult:
-    repo = flan_source.repo
-    sha = hub.resolve_revision(repo, flan_source.revision)
-    rels = [f for f in hub.list_files(repo, sha) if flan_core.is_flan_part(f)]
-    if not rels:
-        raise dg.Failure(f"{repo}@{sha}: no *_data/**/*.parquet files")
-    parts = [flan_core.FlanPart(rel, hub.download(repo, rel, sha)) for rel in rels]
-    layout = VflanLayout(data_root)
+def flan_1m(flan_source: FlanSource, hub: HubClient, data_root: DataRoot, data_policy: DataPolicy) -> dg.MaterializeResult:
+    policy, layout = data_policy.policy, VflanLayout(data_root)
+    tree = _open(flan_source, hub, data_root)
     try:
-        summary = flan_core.sample_flan(parts, flan_source.sample_size, flan_source.seed, layout.per_file)
-    except flan_core.FlanInputError as exc:
-        raise dg.Failure(f"{repo}@{sha}: {exc}") from None
+        summary, rels, skipped = _sample_flan(tree, flan_source, policy, layout)
+    except (ValueError, *SOURCE_ERRORS) as exc:  # FlanInputError names the part file
+        raise dg.Failure(f"{tree.describe()}: {exc}") from None
     _publish_per_file(data_root, layout, [vflan_core.FLAN_STEM])
     most = max(summary.folders.values(), default=0)
     return dg.MaterializeResult(
         metadata={
-            "repo": repo,
-            "revision_sha": sha,
+            **_source_metadata(tree),
+            "policy": policy.value,
+            "selection": "torch.linspace over VILA's file order" if policy is Policy.vila else "seeded hash of (file, row)",
             "records": summary.info.rows,
             "rows_in_flan": summary.total_rows,
             "parts": summary.parts,
             "sample_size": flan_source.sample_size,
-            "seed": flan_source.seed,
+            "seed": flan_source.seed if policy is Policy.curated else None,
+            "indices_past_end": summary.past_end,
+            "files_skipped": _examples_md(skipped),
             "yield": round(summary.info.rows / summary.total_rows, 4) if summary.total_rows else 0.0,
             "max_candidates_held": summary.max_candidates,
             "by_folder": md_table(("folder", "records", ""), [(f, c, bar(c, most)) for f, c in summary.folders.items()]),
             "path": path_value(data_root, layout.per_file_outputs(vflan_core.FLAN_STEM)[0]),
             "sha256": summary.info.sha256,
         },
-        check_results=_flan_findings(summary, flan_source.sample_size, rels).results(),
+        check_results=_flan_findings(summary, flan_source.sample_size, policy, rels).results(),
     )
 
 
 # --- M3IT ---------------------------------------------------------------------------------------------------
 
-def _convert_tasks(context, hub: HubClient, repo: str, sha: str, layout: VflanLayout) -> list[m3it_core.TaskSummary]:
+def _convert_tasks(context, tree: SourceTree, layout: VflanLayout, policy: Policy) -> list[m3it_core.TaskSummary]:
     summaries = []
     for task in m3it_core.TASKS:
-        train = hub.download(repo, task.train_file(), sha)
-        instructions = hub.download(repo, task.instructions_file(), sha)
         try:
-            s = m3it_core.convert_task(task, train, instructions, layout.per_file)
-        except ValueError as exc:
-            raise dg.Failure(f"{repo}@{sha} {task.name}: {exc}") from None
-        context.log.info("%s: %d records, %d invalid", task.stem, s.records, len(s.invalid))
+            train = tree.fetch(task.train_file())
+            instructions = tree.fetch(task.instructions_file())
+            s = m3it_core.convert_task(task, train, instructions, layout.per_file, policy=policy)
+        except (ValueError, OSError, *SOURCE_ERRORS) as exc:
+            raise dg.Failure(f"{tree.describe()} ({task.name}): {exc}") from None
+        context.log.info("%s: %d records, %d problem lines (%d dropped)", task.stem, s.records, len(s.invalid), s.dropped)
         summaries.append(s)
     return summaries
 
@@ -116,8 +146,9 @@ def _m3it_findings(summaries: list[m3it_core.TaskSummary], config: M3itConfig) -
     lines = sum(s.lines for s in summaries)
     fraction = invalid / lines if lines else 0.0
     findings.bound(checks.INVALID_RECORDS.name, "M3IT", fraction, config.checks.max_invalid_fraction,
-                   at_least=False, what="share of invalid lines")
-    findings.add_metadata(checks.INVALID_RECORDS.name, invalid=invalid, lines=lines, fraction=round(fraction, 4))
+                   at_least=False, what="share of problem lines")
+    findings.add_metadata(checks.INVALID_RECORDS.name, invalid=invalid, dropped=sum(s.dropped for s in summaries),
+                          lines=lines, fraction=round(fraction, 4))
     return findings
 
 
@@ -129,12 +160,15 @@ def _m3it_metadata(summaries: list[m3it_core.TaskSummary], layout: VflanLayout, 
         "records": records,
         "images": sum(s.images for s in summaries),
         "invalid_records": len(invalid),
+        "dropped_records": sum(not r.kept for r in invalid),
+        "kept_with_problems": sum(r.kept for r in invalid),
         "yield": round(records / lines, 4) if lines else 0.0,
-        "tasks": md_table(("file", "records", "images", "invalid"),
-                          [(layout.per_file_outputs(s.task.stem)[0].name, s.records, s.images, len(s.invalid))
-                           for s in summaries]),
+        "tasks": md_table(("file", "read from", "records", "images", "problems"),
+                          [(layout.per_file_outputs(s.task.stem)[0].name, s.task.train_file(), s.records, s.images,
+                            len(s.invalid)) for s in summaries]),
         "invalid_by_reason": dg.MetadataValue.json(dict(sorted(Counter(r.reason for r in invalid).items()))),
-        "invalid_examples": _examples_md([f"`{r.file}` line {r.line}: {r.reason} ({r.detail})" for r in invalid]),
+        "invalid_examples": _examples_md([f"`{r.file}` line {r.line}: {r.reason} ({r.detail})"
+                                          f"{' (kept)' if r.kept else ''}" for r in invalid]),
         "invalid_list": path_value(data_root, layout.m3it_invalid),
         "path": path_value(data_root, layout.per_file.pickle_dir),
     }
@@ -147,16 +181,16 @@ def _m3it_metadata(summaries: list[m3it_core.TaskSummary], layout: VflanLayout, 
     check_specs=[c.spec("m3it_tasks") for c in checks.M3IT_CHECKS],
 )
 def m3it_tasks(context: dg.AssetExecutionContext, config: M3itConfig, m3it_source: M3itSource, hub: HubClient,
-               data_root: DataRoot) -> dg.MaterializeResult:
-    repo = m3it_source.repo
-    sha = hub.resolve_revision(repo, m3it_source.revision)
+               data_root: DataRoot, data_policy: DataPolicy) -> dg.MaterializeResult:
     layout = VflanLayout(data_root)
-    summaries = _convert_tasks(context, hub, repo, sha, layout)
+    tree = _open(m3it_source, hub, data_root)
+    summaries = _convert_tasks(context, tree, layout, data_policy.policy)
     m3it_core.write_invalid_list([r for s in summaries for r in s.invalid], layout.m3it_invalid)
     _publish_per_file(data_root, layout, m3it_core.TASK_STEMS)
     data_root.publish(layout.m3it_invalid)
     return dg.MaterializeResult(
-        metadata={"repo": repo, "revision_sha": sha, **_m3it_metadata(summaries, layout, data_root)},
+        metadata={**_source_metadata(tree), "policy": data_policy.policy.value,
+                  **_m3it_metadata(summaries, layout, data_root)},
         check_results=_m3it_findings(summaries, config).results(),
     )
 
@@ -164,8 +198,9 @@ def m3it_tasks(context: dg.AssetExecutionContext, config: M3itConfig, m3it_sourc
 # --- VFLAN chunks -------------------------------------------------------------------------------------------
 
 
-def _shuffle_plan(layout: VflanLayout, seed: int) -> vflan_core.ShufflePlan:
-    """The plan over what ``flan_1m`` and ``m3it_tasks`` published (fetched first); its index published."""
+def _shuffle_plan(layout: VflanLayout, seed: int, data_policy: DataPolicy) -> vflan_core.ShufflePlan:
+    """The policy's plan over what ``flan_1m`` and ``m3it_tasks`` published (fetched first); its index
+    published."""
     data_root = layout.data_root
     infos = []
     try:
@@ -174,31 +209,63 @@ def _shuffle_plan(layout: VflanLayout, seed: int) -> vflan_core.ShufflePlan:
             data_root.fetch(parquet)
             data_root.fetch(sidecar)
             infos.append(layout.per_file.read_info(stem))
+        plan = vflan_core.plan_for(data_policy.policy, infos, seed, data_policy.train_world_size)
     except (FileNotFoundError, ValueError) as exc:
-        raise dg.Failure(str(exc)) from None
-    plan = vflan_core.make_shuffle_plan(infos, seed)
+        raise dg.Failure(f"{exc} (policy {data_policy.policy.value}, train_world_size "
+                         f"{data_policy.train_world_size})") from None
     data_root.publish(vflan_core.write_plan_index(plan, layout.shuffle_plan))
     return plan
 
 
+def _remove_stale_tail(layout: VflanLayout, plan: vflan_core.ShufflePlan, wanted: list[int]) -> int:
+    """The run that owns the last partition removes parts a previous, longer plan left past this plan's end
+    (VILA's loader would read them)."""
+    if vflan_core.N_CHUNKS - 1 not in wanted:
+        return 0
+    stale = vflan_core.stale_chunk_files(layout.chunks_dir, plan)
+    for path in stale:
+        path.unlink()
+        layout.chunk_manifest(int(path.stem.split("-")[1])).unlink(missing_ok=True)
+    return len(stale)
+
+
 def _build(run: ShardedRun, layout: VflanLayout, plan: vflan_core.ShufflePlan) -> list[vflan_core.ChunkResult]:
-    """Write this run's chunks and their manifests, then publish them.
+    """Write this run's chunks (the last partition also writes every part past it) and their manifests,
+    then publish them.
 
     The other chunks and manifests are fetched first: ``publish_dir`` mirrors the whole directory (it would
-    delete remote chunks the working copy lacks), and the checks look at all 128."""
+    delete remote chunks the working copy lacks), and the checks look at every chunk."""
     data_root = layout.data_root
     data_root.fetch_dir(layout.chunks_dir)
     data_root.fetch_dir(layout.chunk_manifests)
+    wanted = vflan_core.chunks_for_partitions(plan, [int(k) for k in run])
+    removed = _remove_stale_tail(layout, plan, wanted)
     spill = layout.spill(run.context.run.run_id)
     try:
-        results = vflan_core.build_chunks(plan, layout.per_file, [int(k) for k in run], layout.chunks_dir,
-                                          layout.chunk_manifests, spill)
+        results = vflan_core.build_chunks(plan, layout.per_file, wanted, layout.chunks_dir, layout.chunk_manifests,
+                                          spill)
     finally:
         shutil.rmtree(spill, ignore_errors=True)
     data_root.publish_dir(layout.chunks_dir)
     data_root.publish(*(layout.chunk_manifest(r.chunk) for r in results))
-    run.log.info("wrote %d chunks (%d records) of plan %s", len(results), sum(r.count for r in results), plan.fingerprint)
+    run.log.info("wrote %d chunks (%d records) of plan %s; removed %d stale tail files", len(results),
+                 sum(r.count for r in results), plan.fingerprint, removed)
     return results
+
+
+def _record_partitions(run: ShardedRun, plan: vflan_core.ShufflePlan, results: list[vflan_core.ChunkResult]) -> None:
+    """Per-partition metadata; parts past the last partition are counted on it."""
+    by_key: dict[str, list[vflan_core.ChunkResult]] = {}
+    for r in results:
+        by_key.setdefault(CHUNK_KEYS[vflan_core.partition_of(r.chunk)], []).append(r)
+    for key, rs in by_key.items():
+        sources: Counter = Counter()
+        for r in rs:
+            sources.update(r.sources)
+        records, images = sum(r.count for r in rs), sum(r.images for r in rs)
+        run.record(key, {"records": records, "images": images, "parts": len(rs), "plan_fingerprint": plan.fingerprint,
+                         "by_source": dg.MetadataValue.json(dict(sorted(sources.items())))},
+                   records=records, images=images)
 
 
 def _check_record_schema(findings: Findings, results: list[vflan_core.ChunkResult]) -> None:
@@ -232,7 +299,7 @@ def _check_counts(findings: Findings, layout: VflanLayout, plan: vflan_core.Shuf
         findings.expect(name, vflan_core.chunk_stem(c), not why, "; ".join(why))
     for c in missing:
         findings.fail(name, vflan_core.chunk_stem(c), "missing")
-    findings.add_metadata(name, records_on_disk=tally["on_disk"], expected_total=plan.total,
+    findings.add_metadata(name, records_on_disk=tally["on_disk"], expected_total=plan.in_chunks,
                           chunks_missing=len(missing), chunks_stale=tally["stale"],
                           chunks_wrong_count=tally["wrong"], empty_chunks_planned=plan.sizes.count(0))
     return bool(missing) and not tally["stale"] and not tally["wrong"]
@@ -284,8 +351,23 @@ def _with_counts_outcome(results: list[dg.AssetCheckResult], only_missing: bool,
     return out
 
 
+def _check_world_size(findings: Findings, plan: vflan_core.ShufflePlan, world_size: int) -> None:
+    """Records VILA's sharded loader reads at ``world_size`` from the plan's parts, against every record: the
+    split's dropped remainder plus what the loader's per-rank cut leaves unread (curated: none)."""
+    name = checks.TRAIN_WORLD_SIZE.name
+    usable = usable_records(plan.sizes, world_size)
+    lost = plan.dropped + usable.lost  # slots never read; padding repeats are read last, so lost first
+    findings.expect(name, f"world size {world_size}", lost == 0,
+                    f"{lost} of {plan.total} records unusable ({plan.dropped} dropped by the split, "
+                    f"{usable.lost} by the loader's per-rank cut over {plan.n_chunks} parts)")
+    findings.add_metadata(name, world_size=world_size, total_records=plan.total, usable_records=max(0, plan.total - lost),
+                          lost=lost, dropped_by_split=plan.dropped, slots_read=usable.usable, padded=plan.padded,
+                          parts=plan.n_chunks, parts_read=usable.shards_read,
+                          usable_share=round(max(0, plan.total - lost) / plan.total, 4) if plan.total else 1.0)
+
+
 def _chunks_metadata(layout: VflanLayout, plan: vflan_core.ShufflePlan, results: list[vflan_core.ChunkResult],
-                     seed: int) -> dict:
+                     seed: int, data_policy: DataPolicy) -> dict:
     by_source: Counter = Counter()
     for r in results:
         by_source.update(r.sources)
@@ -293,9 +375,15 @@ def _chunks_metadata(layout: VflanLayout, plan: vflan_core.ShufflePlan, results:
     sizes = [r.count for r in results]
     url = layout.data_root.url
     return {
+        "policy": data_policy.policy.value,
+        "train_world_size": data_policy.train_world_size,
         "chunk_size_min": min(sizes, default=0),
         "chunk_size_max": max(sizes, default=0),
-        "total_planned": plan.total,
+        "parts_planned": plan.n_chunks,
+        "total_records": plan.total,
+        "total_planned": plan.in_chunks,
+        "dropped_by_split": plan.dropped,
+        "padded": plan.padded,
         "plan_fingerprint": plan.fingerprint,
         "seed": seed,
         "by_source": md_table(("source", "records", ""), [(s, n, bar(n, most)) for s, n in sorted(by_source.items())]),
@@ -310,23 +398,23 @@ def _chunks_metadata(layout: VflanLayout, plan: vflan_core.ShufflePlan, results:
     partitions_def=vflan_chunk_partitions,
     backfill_policy=VFLAN_BACKFILL,
     deps=[flan_1m, m3it_tasks],
-    description="FLAN + M3IT shuffled (seeded) into 128 chunks at VILA's vflan registry path (.pkl + .count).",
+    description="FLAN + M3IT shuffled into VILA's vflan registry directory (part-%05d .pkl + .count); vila: "
+                "split_vflan.py's shuffle and parts, curated: a seeded shuffle laid out for train_world_size.",
     check_specs=[c.spec("vflan_chunks") for c in checks.CHUNK_CHECKS],
 )
-def vflan_chunks(context: dg.AssetExecutionContext, config: VflanChunksConfig, data_root: DataRoot) -> dg.MaterializeResult:
+def vflan_chunks(context: dg.AssetExecutionContext, config: VflanChunksConfig, data_root: DataRoot,
+                 data_policy: DataPolicy) -> dg.MaterializeResult:
     run = ShardedRun(context, checks.CHUNK_CHECKS)
     layout = VflanLayout(data_root)
-    plan = _shuffle_plan(layout, config.seed)
+    plan = _shuffle_plan(layout, config.seed, data_policy)
     results = _build(run, layout, plan)
-    key_of = {int(k): k for k in run}
-    for r in results:
-        run.record(key_of[r.chunk], {"records": r.count, "images": r.images, "plan_fingerprint": plan.fingerprint,
-                                      "by_source": dg.MetadataValue.json(r.sources)}, records=r.count, images=r.images)
+    _record_partitions(run, plan, results)
     built_with = vflan_core.chunk_fingerprints(layout.chunk_manifests, range(plan.n_chunks))
     _check_record_schema(run.findings, results)
     only_missing = _check_counts(run.findings, layout, plan, built_with)
     _check_duplicates(run.findings, layout, plan, built_with, config.checks)
     _check_loader_contract(run.findings, layout, plan, results)
-    result = run.result(_chunks_metadata(layout, plan, results, config.seed))
+    _check_world_size(run.findings, plan, data_policy.train_world_size)
+    result = run.result(_chunks_metadata(layout, plan, results, config.seed, data_policy))
     return dg.MaterializeResult(metadata=result.metadata,
                                 check_results=_with_counts_outcome(result.check_results, only_missing, plan.sizes.count(0)))

@@ -24,7 +24,7 @@ RECORD_SCHEMA = Check(
     blocking=True,
 )
 # An error; only a partial backfill (chunks absent, none stale or wrong) is reported as a warning.
-COUNTS = Check("counts", "every chunk on disk matches the current plan; all 128 sum to FLAN + M3IT")
+COUNTS = Check("counts", "every planned part is on disk with the plan's count, built from the current plan")
 DUPLICATES = Check(
     "duplicates", "identical (question, answer) pairs and identical records, reported; warns above a share", warn=True
 )
@@ -32,4 +32,9 @@ LOADER_CONTRACT = Check(
     "loader_contract", "only .pkl/.count pairs in the directory; counts equal the pickles written", blocking=True
 )
 
-CHUNK_CHECKS = (RECORD_SCHEMA, COUNTS, DUPLICATES, LOADER_CONTRACT)
+# vila keeps VILA's parts and reports what is lost; curated lays the chunks out so nothing is
+TRAIN_WORLD_SIZE = Check(
+    "train_world_size", "every record usable by VILA's sharded loader at data_policy.train_world_size", warn=True
+)
+
+CHUNK_CHECKS = (RECORD_SCHEMA, COUNTS, DUPLICATES, LOADER_CONTRACT, TRAIN_WORLD_SIZE)

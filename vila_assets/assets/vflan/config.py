@@ -1,5 +1,6 @@
-"""Run config of the VFLAN assets, with production defaults. Where FLAN and M3IT come from (repo,
-revision, FLAN sample size and seed) is not here: it is the ``flan_source`` / ``m3it_source`` resources."""
+"""Run config of the VFLAN assets, with production defaults. Where FLAN and M3IT come from (location,
+revision, FLAN sample size and seed) is not here: it is the ``flan_source`` / ``m3it_source`` resources; the
+data policy and training world size are the ``data_policy`` resource."""
 
 import dagster as dg
 
@@ -17,5 +18,6 @@ class VflanChunksChecks(dg.Config):
 
 
 class VflanChunksConfig(dg.Config):
-    seed: int = 1  # shuffle seed (VILA used random.seed(1); the permutation itself is ours)
+    # vila: random.seed(seed) before random.shuffle, as split_vflan.py (VILA: 1); curated: the hash seed
+    seed: int = 1
     checks: VflanChunksChecks = VflanChunksChecks()

@@ -1,8 +1,9 @@
-"""VFLAN's partitions: VILA's 128 output chunks (``part-00000`` .. ``part-00127``).
+"""VFLAN's partitions: VILA's 128 output parts (``part-00000`` .. ``part-00127``).
 
 The set is fixed at VILA's 128: changing the count means a new ``StaticPartitionsDefinition`` (and a new
-asset history), not a config value. ``single_run``: a backfill of all chunks is one run that scans the
-sources once."""
+asset history), not a config value. Under the ``vila`` policy, fewer than 16,384 records make VILA's split
+write more than 128 parts; partition ``00127`` owns every part past it (``core.vflan.chunks_for_partitions``).
+``single_run``: a backfill of all parts is one run that scans the sources once."""
 
 import dagster as dg
 
