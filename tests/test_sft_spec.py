@@ -9,14 +9,13 @@ from vila_assets.demo import plan_runs
 from vila_assets.profiles import production
 
 SNAPSHOT = {
-    "sft_image_roots": {"group": "llava", "deps": [], "partitioned": False, "automated": None,
-                        "checks": {}},
+    "sft_image_roots": {"group": "llava", "deps": ["llava_mix665k", "sharegpt4v_filtered"], "partitioned": True,
+                        "automated": None, "checks": {"coverage": False}},
     "llava_cc3m_595k": {"group": "llava", "deps": [], "partitioned": False, "automated": None,
                         "checks": {"counts": False, "images_decode": False, "images_present": False,
                                    "no_identical_conversations": False, "schema": True}},
-    "llava_mix665k": {"group": "llava", "deps": ["sft_image_roots"], "partitioned": False, "automated": None,
-                      "checks": {"counts": False, "images_present": False, "no_identical_conversations": False,
-                                 "schema": True}},
+    "llava_mix665k": {"group": "llava", "deps": [], "partitioned": False, "automated": None,
+                      "checks": {"counts": False, "no_identical_conversations": False, "schema": True}},
     "sharegpt4v_filtered": {"group": "sharegpt4v", "deps": ["llava_mix665k"], "partitioned": False, "automated": None,
                             "checks": {"counts": False, "images_present": False, "no_identical_conversations": False,
                                        "no_rule_violations": False, "recombination": False, "schema": True,
@@ -68,12 +67,12 @@ def test_the_automation_sensor_runs_by_default_and_targets_the_mixture(defs):
 
 
 def test_the_demo_runs_the_mixture_after_all_its_components(defs):
-    """The demo's plan comes from the graph: the mixture waits for VFLAN and ShareGPT4V (a later wave), and
-    ShareGPT4V comes after mix665k, after the image roots (a chain of unpartitioned assets may share a run,
-    in dependency order)."""
+    """The demo's plan comes from the graph: the mixture waits for VFLAN and ShareGPT4V (a later wave);
+    ShareGPT4V comes after mix665k (a chain of unpartitioned assets may share a run, in dependency order), and
+    the image roots after both, since they fetch what the two files reference."""
     with dg.instance_for_test() as instance:
         waves = plan_runs(defs, production(), instance)
     wave_of = {key.to_user_string(): i for i, wave in enumerate(waves) for run in wave for key in run.assets}
     assert wave_of["sft_mixture"] > max(wave_of[a] for a in ("vflan_chunks", "llava_mix665k", "sharegpt4v_filtered"))
     order = [key.to_user_string() for wave in waves for run in wave for key in run.assets]
-    assert order.index("sft_image_roots") < order.index("llava_mix665k") < order.index("sharegpt4v_filtered")
+    assert order.index("llava_mix665k") < order.index("sharegpt4v_filtered") < order.index("sft_image_roots")

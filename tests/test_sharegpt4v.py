@@ -11,21 +11,24 @@ from tests.dagster_runs import check_results, checks_passed, defs_for, failure_t
 from vila_assets.assets._checks import Findings
 from vila_assets.assets.sharegpt4v.checks import CHECKS, NO_RULE_VIOLATIONS, YIELD_PER_RULE, record_rule_violations, record_yields
 from vila_assets.assets.sharegpt4v.config import ShareGPT4VChecks, ShareGPT4VConfig
-from vila_assets.core.llava_json import loader_samples
+from vila_assets.core.llava_json import check_records
 from vila_assets.core.sharegpt4v import (
     FilterReport,
     FilterRules,
     SampleFilter,
     detail_key,
     ngram_repeat_ratio,
+    phrase_loop,
     recombine_sft,
     sentence_repeats,
 )
 from vila_assets.core.vila_format import registry_path, write_json
 from vila_assets.sample_world.sources import llava as llava_world
 from vila_assets.sample_world.sources import sharegpt4v as s4_world
+from vila_assets.sample_world.world import SampleWorld
 
-ASSETS = ("sft_image_roots", "llava_mix665k", "sharegpt4v_filtered")
+# the image roots are downstream (they fetch what these files reference): the LLaVA family tests them
+ASSETS = ("llava_mix665k", "sharegpt4v_filtered")
 PT_FILTERED = "ShareGPT4V/jason-filter-share-captioner_coco_lcs_sam_1246k_1107.json"
 
 
@@ -47,9 +50,18 @@ NATURAL = ("The picture shows a red circle near the centre. Behind it lies a sof
         (NATURAL + " SA_12 in capitals is not a SAM name.", None),
         (NATURAL + " The red circle is in the middle of the image." * 3, "repeated_sentence"),
         (NATURAL + " The red circle is in the middle of the image." * 2, None),
-        (NATURAL + " It is plain. It is plain. It is plain. It is plain.", None),  # too short to count
+        # too short for the sentence rule, but a loop all the same
+        (NATURAL + " It is plain. It is plain. It is plain. It is plain.", "phrase_loop"),
+        (NATURAL + " It is plain. It is plain.", None),
         ("The image shows " + "a red circle next to " * 12 + "a wall", "repeated_ngrams"),
-        ("a red circle next to " * 3, None),  # too few n-grams to judge
+        ("a red circle next to " * 2 + "a wall", None),  # too few n-grams to judge, said only twice
+        # a short phrase looped without sentence breaks, inside a long natural caption
+        (NATURAL + " Along the border runs the cat the cat the cat the cat", "phrase_loop"),
+        (NATURAL + " the cat the cat the cat.", "phrase_loop"),
+        (NATURAL + " Its label reads a red cara red cara red car.", "phrase_loop"),  # glued, no spaces
+        (NATURAL + " Its label reads a red cara red car.", None),
+        (NATURAL + " It is very very very small.", None),  # under loop_min_chars
+        (NATURAL + " Hahahahahahahahahahahahahaha.", "phrase_loop"),
         (NATURAL, None),
     ],
 )
@@ -65,10 +77,23 @@ def test_leak_in_a_human_turn_counts_and_image_path_does_not():
 
 def test_thresholds_are_config():
     loop = NATURAL + " The red circle is in the middle of the image." * 3
-    assert SampleFilter(FilterRules(max_sentence_repeats=3)).reason(rec(loop)) is None
+    assert SampleFilter(FilterRules(max_sentence_repeats=3)).reason(rec(loop)) == "phrase_loop"  # back to back
+    assert SampleFilter(FilterRules(max_sentence_repeats=3, loop_min_repeats=4)).reason(rec(loop)) is None
     assert sentence_repeats(loop, 12) == 3
     ratio, total = ngram_repeat_ratio("a b c d " * 10, 4)
     assert total == 37 and ratio == pytest.approx(1 - 4 / 37)
+    glued = NATURAL + " Its label reads a red cara red cara red car."
+    assert SampleFilter(FilterRules(loop_min_repeats=4)).reason(rec(glued)) is None
+    assert SampleFilter(FilterRules(loop_min_chars=28)).reason(rec(glued)) is None  # 3 x "a red car" = 27
+    assert SampleFilter(FilterRules(loop_max_phrase_chars=8)).reason(rec(glued)) is None
+
+
+def test_phrase_loop_names_the_looped_phrase():
+    assert phrase_loop("Text. The cat the cat the cat") == "the cat "
+    assert phrase_loop("a red cara red cara red car") == "a red car"
+    assert phrase_loop("a  red\ncar a red car   a red car!") == "a red car "  # whitespace collapsed
+    assert phrase_loop("the cat the cat") is None
+    assert phrase_loop("the cat the cat the cat the cat", min_repeats=5) is None
 
 
 def test_duplicates_keep_the_first_and_ignore_ids():
@@ -104,8 +129,15 @@ def test_rule_violation_check_reads_the_files_with_the_runs_rules(tmp_path):
     assert result.metadata["violations"].value == {"loop.json:repeated_sentence": 1, "loop.json:sam_id_leak": 1}
     # under a looser rule the loop is allowed: the check judges by the rules the run used
     findings = Findings(CHECKS)
-    record_rule_violations(findings, [looping], FilterRules(max_sentence_repeats=3, sam_id_pattern="never"))
+    record_rule_violations(findings, [looping], FilterRules(max_sentence_repeats=3, loop_min_repeats=4,
+                                                            sam_id_pattern="never"))
     assert findings.result(NO_RULE_VIOLATIONS.name).passed
+    # not enforced (the vila policy publishes VILA's files as they are): reported, passing
+    findings = Findings(CHECKS)
+    record_rule_violations(findings, [clean, looping], FilterRules(), enforce=False)
+    result = findings.result(NO_RULE_VIOLATIONS.name)
+    assert result.passed and result.metadata["enforced"].value is False
+    assert result.metadata["violations"].value == {"loop.json:repeated_sentence": 1, "loop.json:sam_id_leak": 1}
 
 
 def test_yield_check_bounds_every_filtered_file():
@@ -122,41 +154,54 @@ def test_yield_check_bounds_every_filtered_file():
 
 
 @pytest.fixture(scope="module")
-def built(sample_world, tmp_path_factory):
+def world(tmp_path_factory):
+    """The sample world's LLaVA and ShareGPT4V sources (all this family reads), shared by this module."""
+    with SampleWorld(tmp_path_factory.mktemp("s4-world"), scale="test", clip=False,
+                     families=["llava", "sharegpt4v"]) as w:
+        yield w
+
+
+@pytest.fixture(scope="module")
+def built(world, tmp_path_factory):
     root = tmp_path_factory.mktemp("s4") / "root"
     with dg.instance_for_test() as instance:
-        yield root, run(defs_for(sample_world, root), instance, ASSETS)
+        yield root, run(defs_for(world, root), instance, ASSETS)
 
 
 @pytest.mark.slow
-def test_asset_removes_exactly_the_planted_samples(built, sample_world):
+def test_asset_removes_exactly_the_planted_samples(built, world):
     root, result = built
     assert result.success, failure_text(result)
     passed = checks_passed(result)
     assert {k for k in passed if k.startswith("sharegpt4v_filtered:")} == {f"sharegpt4v_filtered:{c.name}" for c in CHECKS}
-    assert passed and all(passed.values()), passed
+    # every check passes but images_present: the image roots come after this asset (they fetch what it references)
+    failing = {k for k, ok in passed.items() if not ok and k.startswith("sharegpt4v_filtered:")}
+    assert failing == {"sharegpt4v_filtered:images_present"}, passed
+    assert check_results(result)["sharegpt4v_filtered:images_present"].severity == dg.AssetCheckSeverity.WARN
     assert check_results(result)["sharegpt4v_filtered:recombination"].severity == dg.AssetCheckSeverity.WARN
     md = materializations(result)["sharegpt4v_filtered"]
     for prefix, gen in (("cap100k", s4_world.cap100k_records), ("pretrain", s4_world.pt_records)):
-        records, answer = gen(sample_world.ctx)
-        for rule in ("sam_id_leak", "repeated_sentence", "repeated_ngrams", "duplicate_conversation"):
+        records, answer = gen(world.ctx)
+        for rule in ("sam_id_leak", "repeated_sentence", "repeated_ngrams", "phrase_loop", "duplicate_conversation"):
             assert md[f"{prefix}_removed_{rule}"] == sum(1 for r in answer.values() if r == rule), (prefix, rule)
         assert md[f"{prefix}_kept"] == len(records) - len(answer)
     pt = json.loads((root / "playground/data" / PT_FILTERED).read_text())
-    records, answer = s4_world.pt_records(sample_world.ctx)
+    records, answer = s4_world.pt_records(world.ctx)
     assert [r["id"] for r in pt] == [r["id"] for r in records if r["id"] not in answer]
 
 
 @pytest.mark.slow
-def test_sft_file_is_mix665k_minus_detail_plus_captions_and_loads(built, sample_world):
+def test_sft_file_is_mix665k_minus_detail_plus_captions_and_loads(built, world):
     root, result = built
     md = materializations(result)["sharegpt4v_filtered"]
-    mix = llava_world.mix665k_records(sample_world.ctx)
-    detail = llava_world.detail23k_records(sample_world.ctx)
-    caps, answer = s4_world.cap100k_records(sample_world.ctx)
+    mix = llava_world.mix665k_records(world.ctx)
+    detail = llava_world.detail23k_records(world.ctx)
+    caps, answer = s4_world.cap100k_records(world.ctx)
     path = registry_path("sharegpt4v_sft", root)
     assert path == root / "playground/data/sharegpt4v/sharegpt4v_mix738k_remove_sa.json"
-    samples = list(loader_samples(path, root / "playground/data"))  # every image opens, turns alternate
+    with open(path, encoding="utf-8") as fh:  # LazySupervisedDataset: json.load of a list
+        loaded = json.load(fh)
+    samples = list(check_records(path, loaded, strict=True))  # VILA's conversation contract, turns alternate
     assert len(samples) == len(mix) - len(detail) + len(caps) - len(answer) == md["records"]
     assert md["detail23k_removed"] == len(detail) > 0 and md["detail23k_unmatched"] == 0
     published = json.loads(path.read_text())
@@ -168,10 +213,10 @@ def test_sft_file_is_mix665k_minus_detail_plus_captions_and_loads(built, sample_
 
 
 @pytest.mark.slow
-def test_rerun_is_byte_identical_and_the_yield_floor_is_run_config(built, sample_world, tmp_path):
+def test_rerun_is_byte_identical_and_the_yield_floor_is_run_config(built, world, tmp_path):
     root, _ = built
     with dg.instance_for_test() as instance:
-        res = run(defs_for(sample_world, tmp_path), instance, ASSETS[1:],
+        res = run(defs_for(world, tmp_path), instance, ASSETS,
                   run_config=op_config("sharegpt4v_filtered", checks={"min_yield": 1.0}))
     assert res.success, failure_text(res)
     for p in ("sharegpt4v/sharegpt4v_mix738k_remove_sa.json", PT_FILTERED):
@@ -195,12 +240,13 @@ def test_malformed_caption_record_fails_naming_file_and_id(make_world, tmp_path)
         res = run(defs_for(world, tmp_path / "root"), instance, ("sharegpt4v_filtered",))
     assert not res.success
     text = failure_text(res)
+    assert f"cannot read {s4_world.CAPTIONS_REPO}@" in text  # the source file, as the source names it
     assert f"{s4_world.CAP100K} record #4 (id {records[4]['id']!r}): 'conversations' must be a non-empty list" in text
     assert not registry_path("sharegpt4v_sft", tmp_path / "root").exists()
 
 
 @pytest.mark.slow
-def test_missing_mix665k_fails_naming_the_upstream_asset(sample_world, tmp_path):
+def test_missing_mix665k_fails_naming_the_upstream_asset(world, tmp_path):
     with dg.instance_for_test() as instance:
-        res = run(defs_for(sample_world, tmp_path), instance, ("sharegpt4v_filtered",))
+        res = run(defs_for(world, tmp_path), instance, ("sharegpt4v_filtered",))
     assert not res.success and "materialize llava_mix665k first" in failure_text(res)

@@ -19,6 +19,10 @@ Outputs (outside ``playground/``, which holds only VILA's own files):
 - ``sft_mixture.json``: per component its sample count (read the way the loader reads it), content hash and
   file layout, plus the mixtures' totals.
 
+Data policies: the mixture is the same under ``vila`` and ``curated`` (VILA's ``3_sft.sh`` mixture over the
+same registry paths), so this module declares no ``POLICY_DIFFERENCES``; what its components hold differs by
+policy, and their families declare that. The manifest's hashes show which data a mixture was built over.
+
 Content hashes: sha256 of the JSON file's bytes; for a shard directory, sha256 over the loader-ordered
 lines ``<stem>\\t<count>\\t<sha256 of the .pkl>``.
 """

@@ -1,9 +1,17 @@
-"""ShareGPT4V filtering and the recombined SFT file.
+"""ShareGPT4V under the two data policies: VILA's published files as they are (``vila``), or our written
+filter over the raw captions and the recombined SFT file (``curated``).
 
-VILA's data README (at ``90eda3d``) says only: drop samples that leak SAM file ids (``sa_XXXX``) and samples
-with repetitive responses; cap100k went 100K -> ~96K and the PT set 1.2M -> 1.17M; then the SFT file was
-recombined. The real rules (``mit-han-lab/ShareGPT4V/filter.py``) are not public, so ours are written down
-here, with their thresholds in :class:`FilterRules` (asset config), and every drop is counted per rule.
+``vila``. VILA's README downloads ``mit-han-lab/ShareGPT4V``, which hosts the files VILA trains on:
+``sharegpt4v_mix738k_remove_sa.json`` (registry ``sharegpt4v_sft``) and
+``filter-share-captioner_coco_lcs_sam_1246k_1107.json`` (VILA 1.5's ``sharegpt4v_pretrain``, whose registry
+path spells it ``jason-filter-share-captioner_...``). :func:`copy_published` puts them at the registry paths
+byte for byte, validating every record on the way. That repo's ``run.sh`` made them (``construct_sharegpt4v_sft.py``,
+then ``filter.py``); neither script is readable, so nothing here re-derives them.
+
+``curated``. VILA's data README (at ``90eda3d``) says only: drop samples that leak SAM file ids (``sa_XXXX``)
+and samples with repetitive responses; cap100k went 100K -> ~96K and the PT set 1.2M -> 1.17M; then the SFT
+file was recombined. Our rules are written down here, with their thresholds in :class:`FilterRules` (asset
+config), and every drop is counted per rule.
 
 Rules, applied in this order; a sample is counted under the FIRST rule that fires, so the counts add up:
 
@@ -19,7 +27,11 @@ Rules, applied in this order; a sample is counted under the FIRST rule that fire
 4. ``repeated_ngrams``: in some gpt turn with at least ``min_ngrams`` word ``ngram_size``-grams, the share of
    n-grams that repeat an earlier one, ``1 - unique/total``, exceeds ``max_ngram_repeat_ratio``. Natural
    long captions stay below ~0.1; a captioner stuck in a loop goes past 0.5.
-5. ``duplicate_conversation``: the same images and turns (ids ignored) already appeared earlier in the
+5. ``phrase_loop``: in some gpt turn, a phrase is said ``loop_min_repeats`` times back to back, with or
+   without sentence breaks or even spaces between the copies (``"the cat the cat the cat"``,
+   ``"a red cara red cara red car"``); see :func:`phrase_loop`. Rules 3 and 4 miss a short loop inside a
+   long, otherwise natural caption: it is one "sentence", and too few of the caption's n-grams repeat.
+6. ``duplicate_conversation``: the same images and turns (ids ignored) already appeared earlier in the
    output; the first occurrence is kept.
 
 Recombination (VILA's file ``sharegpt4v_mix738k_remove_sa.json``; reference notes §6): 738K ~= 665K - 23K +
@@ -31,19 +43,62 @@ on ids would remove about three times too many.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from vila_assets.core.llava_json import ValidationReport, check_records, conversation_fingerprint
+from vila_assets.core.atomic import atomic_open
+from vila_assets.core.llava_json import ValidationReport, check_records, conversation_fingerprint, iter_json_array
+from vila_assets.core.policy import Difference
 
-RULES = ("invalid_record", "sam_id_leak", "repeated_sentence", "repeated_ngrams", "duplicate_conversation")
+RULES = ("invalid_record", "sam_id_leak", "repeated_sentence", "repeated_ngrams", "phrase_loop",
+         "duplicate_conversation")
+
+# The files VILA trains on, as mit-han-lab/ShareGPT4V publishes them (the vila policy's inputs).
+VILA_SFT_FILE = "sharegpt4v_mix738k_remove_sa.json"
+VILA_PT_FILE = "filter-share-captioner_coco_lcs_sam_1246k_1107.json"
+
+_FAMILY = "ShareGPT4V"
+POLICY_DIFFERENCES = (
+    Difference(
+        _FAMILY, "SFT file (`sharegpt4v_sft`)",
+        "README: download `mit-han-lab/ShareGPT4V`'s `sharegpt4v_mix738k_remove_sa.json` (made there by "
+        "`run.sh`: `construct_sharegpt4v_sft.py`, then `filter.py`; neither script is public)",
+        "same: that file byte for byte at `./playground/data/sharegpt4v/`",
+        "`Lin-Chen/ShareGPT4V`'s cap100k re-filtered by the written rules, then mix665k minus the detail-23k "
+        "samples plus the kept captions; mix665k's own records are not filtered"),
+    Difference(
+        _FAMILY, "PT captions (`sharegpt4v_pretrain`)",
+        "VILA 1.5 registry: `ShareGPT4V/jason-filter-share-captioner_coco_lcs_sam_1246k_1107.json`; the hub "
+        "file is `filter-share-captioner_...`",
+        "same: the hub file byte for byte, under the registry's `jason-filter-` name",
+        "`Lin-Chen/ShareGPT4V`'s 1246k set re-filtered by the written rules, same path"),
+    Difference(
+        _FAMILY, "SAM-id leaks",
+        "README: drop samples that mention `sa_XXXX` file ids (exact rule not public)",
+        "same (as published)",
+        "`sa_` + digits not glued to a preceding word character, in any turn (`visa_2024` stays)"),
+    Difference(
+        _FAMILY, "repetitive responses",
+        "README: drop repetitive responses (exact rule not public)",
+        "same (as published)",
+        "a sentence said more than twice, a 4-gram repeat share > 0.3, or a phrase looped 3 times back to "
+        "back with or without sentence breaks"),
+    Difference(
+        _FAMILY, "identical conversations",
+        "not mentioned",
+        "same (as published)",
+        "kept once (first occurrence), in the filtered captions and in the recombined SFT file"),
+)
 
 _SENTENCE_SPLIT = re.compile(r"[.!?\n]+")
 _SPACES = re.compile(r"\s+")
 _WORD = re.compile(r"[\w']+")
+_WORD_START = re.compile(r"\b\w")
+_LOOP_PROBE = 4  # a looped phrase has at least this many characters
 
 
 @dataclass(frozen=True)
@@ -54,6 +109,9 @@ class FilterRules:
     ngram_size: int = 4
     min_ngrams: int = 20
     max_ngram_repeat_ratio: float = 0.3
+    loop_min_repeats: int = 3
+    loop_min_chars: int = 20
+    loop_max_phrase_chars: int = 50
 
     def describe(self) -> dict:
         return asdict(self)
@@ -74,6 +132,30 @@ def ngram_repeat_ratio(text: str, n: int) -> tuple[float, int]:
     if not grams:
         return 0.0, 0
     return 1.0 - len(set(grams)) / len(grams), len(grams)
+
+
+def phrase_loop(text: str, *, min_repeats: int = 3, min_chars: int = 20, max_phrase: int = 50) -> str | None:
+    """The first phrase of ``text`` said ``min_repeats`` times back to back, or None.
+
+    A phrase starts at a word, has ``_LOOP_PROBE`` to ``max_phrase`` characters (spaces, punctuation and a
+    glued next word included: ``"a red car"`` loops in ``"a red cara red cara red car"``), and its copies
+    cover at least ``min_chars`` characters. The last copy may differ in its final character, so
+    ``"the cat the cat the cat."`` loops although its unit is ``"the cat "``. Text is lower-cased and its
+    whitespace collapsed first. Cost: one bounded ``str.find`` per word start, C-speed comparisons.
+    """
+    s = " ".join(text.lower().split())
+    for m in _WORD_START.finditer(s):
+        j = m.start()
+        window_end = j + max_phrase + _LOOP_PROBE
+        probe = s[j : j + _LOOP_PROBE]
+        k = s.find(probe, j + _LOOP_PROBE, window_end)
+        while k != -1:
+            p = k - j  # the phrase's length: the probe comes back where its second copy starts
+            span = p * min_repeats
+            if span >= min_chars and j + span - 1 <= len(s) and s[j : j + span - p - 1] == s[k : j + span - 1]:
+                return s[j:k]
+            k = s.find(probe, k + 1, window_end)
+    return None
 
 
 class SampleFilter:
@@ -101,6 +183,9 @@ class SampleFilter:
             ratio, total = ngram_repeat_ratio(v, r.ngram_size)
             if total >= r.min_ngrams and ratio > r.max_ngram_repeat_ratio:
                 return "repeated_ngrams"
+        if any(phrase_loop(v, min_repeats=r.loop_min_repeats, min_chars=r.loop_min_chars,
+                           max_phrase=r.loop_max_phrase_chars) for v in gpt):
+            return "phrase_loop"
         if self.dedup:
             fp = conversation_fingerprint(rec)
             if fp in self._seen:
@@ -210,3 +295,40 @@ def recombine_sft(
         report.detail_unmatched = len(detail23k_keys - matched)
 
     return run(), report
+
+
+# --- the vila policy: VILA's published files as they are --------------------------------------------------
+
+
+@dataclass
+class CopyReport:
+    """One published file taken as it is: where from, how many records, and the bytes' hash."""
+
+    source: str
+    records: int = 0
+    sha256: str = ""
+    bytes: int = 0
+
+
+def copy_published(src: str | Path, dest: str | Path, *, source: str | None = None,
+                   observe: Callable[[dict], None] | None = None) -> CopyReport:
+    """``src``'s bytes at ``dest`` (atomically), every record validated on the way; ``observe`` sees each.
+
+    One pass over a 1.3 GB file: the bytes the JSON reader consumes are the bytes written, so ``dest`` is
+    ``src`` byte for byte. A malformed element or record raises (``JsonArrayError`` / ``RecordError``,
+    naming the file and the record index) and leaves ``dest`` untouched.
+    """
+    report = CopyReport(source or str(src))
+    digest = hashlib.sha256()
+    with atomic_open(dest, "wb") as out:
+        def take(block: bytes) -> None:
+            out.write(block)
+            digest.update(block)
+            report.bytes += len(block)
+
+        for rec in check_records(src, iter_json_array(src, on_bytes=take), strict=True):
+            report.records += 1
+            if observe is not None:
+                observe(rec)
+    report.sha256 = digest.hexdigest()
+    return report

@@ -1,5 +1,6 @@
-"""ShareGPT4V: the GPT-4V and Share-Captioner captions filtered by written rules (SAM-id leaks, repetitive
-responses, duplicates) and recombined with mix665k into VILA's SFT file (``assets.py``)."""
+"""ShareGPT4V: VILA's SFT and PT caption files, either as ``mit-han-lab/ShareGPT4V`` publishes them (``vila``
+policy) or re-derived from the raw captions by written rules (SAM-id leaks, repetitive responses, phrase
+loops, duplicates) and recombined with mix665k (``curated``); ``assets.py`` lists the files it writes."""
 
 import dagster as dg
 

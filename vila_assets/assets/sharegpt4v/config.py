@@ -1,4 +1,5 @@
-"""Run config of ``sharegpt4v_filtered``: record strictness, the filter rules' thresholds, and the checks'."""
+"""Run config of ``sharegpt4v_filtered``: record strictness, the filter rules' thresholds (used by the
+``curated`` policy; under ``vila`` they only measure VILA's files), and the checks'."""
 
 from __future__ import annotations
 
@@ -18,13 +19,16 @@ class ShareGPT4VChecks(dg.Config):
 
 
 class ShareGPT4VConfig(RecordsConfig):
-    include_pretrain: bool = True  # also filter the 1246k Share-Captioner PT set
+    include_pretrain: bool = True  # also publish the Share-Captioner PT set (1246k raw)
     sam_id_pattern: str = _DEFAULT_RULES.sam_id_pattern
     max_sentence_repeats: int = _DEFAULT_RULES.max_sentence_repeats
     min_sentence_chars: int = _DEFAULT_RULES.min_sentence_chars
     ngram_size: int = _DEFAULT_RULES.ngram_size
     min_ngrams: int = _DEFAULT_RULES.min_ngrams
     max_ngram_repeat_ratio: float = _DEFAULT_RULES.max_ngram_repeat_ratio
+    loop_min_repeats: int = _DEFAULT_RULES.loop_min_repeats
+    loop_min_chars: int = _DEFAULT_RULES.loop_min_chars
+    loop_max_phrase_chars: int = _DEFAULT_RULES.loop_max_phrase_chars
     checks: ShareGPT4VChecks = ShareGPT4VChecks()
 
     def rules(self) -> FilterRules:

@@ -11,7 +11,8 @@ from vila_assets.resources.storage import DataRoot
 
 FAMILY = "sharegpt4v"
 SFT = "sharegpt4v_sft"  # registry name of sharegpt4v_mix738k_remove_sa.json
-# VILA 1.5's registry path for the filtered PT captions (not in vila_format.REGISTRY, which is v1)
+# VILA 1.5's registry path for the filtered PT captions (not in vila_format.REGISTRY, which is v1); the hub
+# file is filter-share-captioner_... (the jason- prefix is an internal name)
 PT_FILTERED = "ShareGPT4V/jason-filter-share-captioner_coco_lcs_sam_1246k_1107.json"
 
 
