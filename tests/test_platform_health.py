@@ -10,6 +10,8 @@ from vila_assets.assets._checks import Check
 from vila_assets.assets._sharded import ShardedRun, ranged
 from vila_assets.assets.platform.report import platform_report
 from vila_assets.assets.platform.sensors import MAX_ATTEMPTS, rerun_unhealthy_shards
+
+RERUN_SENSOR, RERUN_JOBS = rerun_unhealthy_shards([dg.AssetKey("toy_shards")])
 from vila_assets.profiles import data_root_at
 
 SHARDS = dg.StaticPartitionsDefinition([f"{i:05d}" for i in range(6)])
@@ -32,7 +34,7 @@ def toy_shards(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
 def _defs(tmp_path):
     leaves = [dg.AssetSpec(k) for k in ("mmc4_core_shard", "coyo_split", "vflan_chunks", "sft_mixture",
                                         "llava_cc3m_595k")]
-    return dg.Definitions(assets=[toy_shards, platform_report, *leaves], sensors=[rerun_unhealthy_shards],
+    return dg.Definitions(assets=[toy_shards, platform_report, *leaves], sensors=[RERUN_SENSOR], jobs=RERUN_JOBS,
                           resources={"data_root": data_root_at(str(tmp_path / "data"))})
 
 
@@ -55,7 +57,7 @@ def _health(instance):
 
 def _tick(defs, instance, cursor=None):
     ctx = dg.build_sensor_context(instance=instance, cursor=cursor, repository_def=defs.get_repository_def())
-    result = rerun_unhealthy_shards.evaluate_tick(ctx)
+    result = RERUN_SENSOR.evaluate_tick(ctx)
     return result.run_requests or [], result.cursor
 
 
@@ -72,7 +74,8 @@ def test_ranged_run_marks_each_shard_and_sensor_reruns_only_failed(tmp_path):
 
         requests, cursor = _tick(defs, instance)
         assert sorted(r.partition_key for r in requests) == ["00002", "00004"]
-        assert all(r.asset_selection == [dg.AssetKey("toy_shards")] for r in requests)
+        assert all(r.job_name == "rerun_toy_shards" for r in requests)
+        assert defs.get_repository_def().get_all_jobs()  # the code location loads as a code server would
         again, cursor = _tick(defs, instance, cursor)
         assert again == []  # nothing new since the last tick: nothing requested twice
 

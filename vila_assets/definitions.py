@@ -2,10 +2,12 @@
 and the explicit automation sensor (Dagster's default one is STOPPED in open source, so the SFT mixture
 would never rebuild on its own).
 
-Two settings, read here and nowhere else:
+Settings, read here and nowhere else:
 
 - ``VILA_PROFILE``: ``production`` (default) or ``sample_world`` (``vila_assets.profiles``);
-- ``VILA_DATA_ROOT``: the data root, a local path (default ``./data``) or an fsspec URL.
+- ``VILA_DATA_ROOT``: the data root, a local path (default ``./data``) or an fsspec URL;
+- ``VILA_EXECUTOR``: ``multiprocess`` (default), ``in_process`` or ``k8s`` (``vila_assets.deployment``);
+- ``VILA_GPU_IMAGE``: with ``k8s``, the (CUDA) image of GPU steps (default: the code location's image).
 
 Families are discovered: every package under ``vila_assets.assets`` (not starting with ``_``) that
 exposes ``defs`` (see ``docs/architecture.md``, "Adding a family").
@@ -20,10 +22,15 @@ import pkgutil
 import dagster as dg
 
 import vila_assets.assets as assets_pkg
+from vila_assets.assets.platform.sensors import rerun_unhealthy_shards
+from vila_assets.assets.platform.shard_health import sharded_asset_keys
+from vila_assets.deployment import executor_for
 from vila_assets.profiles import Profile, load_profile
 
 PROFILE_SETTING = "VILA_PROFILE"
 DATA_ROOT_SETTING = "VILA_DATA_ROOT"
+EXECUTOR_SETTING = "VILA_EXECUTOR"
+GPU_IMAGE_SETTING = "VILA_GPU_IMAGE"
 
 
 def family_modules() -> list:
@@ -65,7 +72,11 @@ def build_definitions(profile: Profile | None = None) -> dg.Definitions:
                 description="Evaluates the automation conditions of fan-in assets (the SFT mixture).",
             )
         )
-    return dg.Definitions.merge(families, dg.Definitions(resources=profile.resources, sensors=sensors))
+    rerun_sensor, rerun_jobs = rerun_unhealthy_shards(sharded_asset_keys(families.assets or []))
+    sensors.append(rerun_sensor)
+    executor = executor_for(os.environ.get(EXECUTOR_SETTING), families.assets or [], os.environ.get(GPU_IMAGE_SETTING))
+    return dg.Definitions.merge(families, dg.Definitions(resources=profile.resources, sensors=sensors,
+                                                         jobs=rerun_jobs, executor=executor))
 
 
 defs = build_definitions()

@@ -15,7 +15,7 @@ import json
 
 import dagster as dg
 
-from vila_assets.assets.platform.shard_health import iter_materializations, latest_by_partition, sharded_asset_keys
+from vila_assets.assets.platform.shard_health import iter_materializations, latest_by_partition
 
 MAX_ATTEMPTS = 2
 MAX_RUNS_PER_TICK = 25
@@ -47,24 +47,30 @@ def unhealthy_requests(instance: dg.DagsterInstance, asset_keys: list[dg.AssetKe
     return state["pending"]
 
 
-@dg.sensor(name="rerun_unhealthy_shards", minimum_interval_seconds=120, target=dg.AssetSelection.all(),
-           default_status=dg.DefaultSensorStatus.STOPPED,
-           description="Requests single-shard re-runs of shards whose latest materialization failed a check.")
-def rerun_unhealthy_shards(context: dg.SensorEvaluationContext):
-    state = _load(context.cursor)
-    keys = sharded_asset_keys(context.repository_def.asset_graph)
-    todo = unhealthy_requests(context.instance, keys, state)
-    requests = []
-    for item in todo[:MAX_RUNS_PER_TICK]:
-        slot = f"{item['asset']}|{item['partition']}"
-        attempt = state["attempts"].get(slot, 0) + 1
-        state["attempts"][slot] = attempt
-        requests.append(dg.RunRequest(
-            run_key=f"{slot}|{item['storage_id']}", partition_key=item["partition"],
-            asset_selection=[dg.AssetKey.from_user_string(item["asset"])],
-            tags={"vila/rerun_of": str(item["storage_id"]), "vila/attempt": str(attempt)}))
-    state["pending"] = todo[MAX_RUNS_PER_TICK:]
-    context.update_cursor(json.dumps(state, sort_keys=True))
-    if not requests:
-        return dg.SkipReason("no unhealthy shard to re-run")
-    return requests
+def rerun_unhealthy_shards(asset_keys: list[dg.AssetKey]) -> tuple[dg.SensorDefinition, list]:
+    """The sensor over ``asset_keys`` (the sharded assets) and one asset job per asset that it launches
+    (an asset job spans one partitions definition, and the families' differ)."""
+    jobs = {key: dg.define_asset_job(f"rerun_{key.to_python_identifier()}", selection=[key]) for key in asset_keys}
+
+    @dg.sensor(name="rerun_unhealthy_shards", minimum_interval_seconds=120, jobs=list(jobs.values()),
+               default_status=dg.DefaultSensorStatus.STOPPED,
+               description="Requests single-shard re-runs of shards whose latest materialization failed a check.")
+    def sensor(context: dg.SensorEvaluationContext):
+        state = _load(context.cursor)
+        todo = unhealthy_requests(context.instance, list(jobs), state)
+        requests = []
+        for item in todo[:MAX_RUNS_PER_TICK]:
+            slot = f"{item['asset']}|{item['partition']}"
+            attempt = state["attempts"].get(slot, 0) + 1
+            state["attempts"][slot] = attempt
+            requests.append(dg.RunRequest(
+                run_key=f"{slot}|{item['storage_id']}", partition_key=item["partition"],
+                job_name=jobs[dg.AssetKey.from_user_string(item["asset"])].name,
+                tags={"vila/rerun_of": str(item["storage_id"]), "vila/attempt": str(attempt)}))
+        state["pending"] = todo[MAX_RUNS_PER_TICK:]
+        context.update_cursor(json.dumps(state, sort_keys=True))
+        if not requests:
+            return dg.SkipReason("no unhealthy shard to re-run")
+        return requests
+
+    return sensor, list(jobs.values())

@@ -67,7 +67,8 @@ def latest_by_partition(states: Iterable[ShardState]) -> dict[str, ShardState]:
     return latest
 
 
-def sharded_asset_keys(graph) -> list[dg.AssetKey]:
-    """Partitioned, materializable assets of an asset graph, in name order."""
-    return sorted((k for k in graph.materializable_asset_keys if graph.get(k).is_partitioned),
-                  key=lambda k: k.to_user_string())
+def sharded_asset_keys(assets: Iterable) -> list[dg.AssetKey]:
+    """Partitioned, materializable assets among asset definitions, in name order."""
+    keys = {k for a in assets if isinstance(a, dg.AssetsDefinition) and a.is_executable and a.partitions_def
+            for k in a.keys}
+    return sorted(keys, key=lambda k: k.to_user_string())
