@@ -7,17 +7,13 @@ partitions materialized in one process share it.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import numpy as np
 
-from vila_assets.core.clip_scoring import (
-    ClipModelSpec,
-    ClipPairScorer,
-    LoadedClip,
-    PairScores,
-    load_clip_cached,
-)
+if TYPE_CHECKING:  # torch and open_clip load on first use: code servers and the daemon never need them
+    from vila_assets.core.clip_scoring import ClipModelSpec, ClipPairScorer, LoadedClip, PairScores
 
 
 class ClipScorer(dg.ConfigurableResource):
@@ -44,12 +40,18 @@ class ClipScorer(dg.ConfigurableResource):
 
     @property
     def spec(self) -> ClipModelSpec:
+        from vila_assets.core.clip_scoring import ClipModelSpec
+
         return ClipModelSpec(self.model, self.pretrained, self.device, self.precision, self.cache_dir, self.hf_endpoint)
 
     def loaded(self) -> LoadedClip:
+        from vila_assets.core.clip_scoring import load_clip_cached
+
         return load_clip_cached(self.spec)
 
     def core(self) -> ClipPairScorer:
+        from vila_assets.core.clip_scoring import ClipPairScorer
+
         return ClipPairScorer(self.loaded(), self.batch_size, self.num_workers)
 
     def score_pairs(
