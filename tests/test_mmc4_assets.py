@@ -1,6 +1,6 @@
 """The MMC4-core assets on the sample world (test scale): a ranged backfill over every sample shard,
-read back the way VILA's LazyMMC4Dataset reads it; reruns, both filter policies, a low-yield shard that
-fails its blocking check, a remote data root, and the partition sensor."""
+read back the way VILA's LazyMMC4Dataset reads it; reruns, both data policies, the world-size check, a
+low-yield shard that fails its blocking check, a remote data root, and the partition sensor."""
 
 import base64
 import io
@@ -41,9 +41,11 @@ from vila_assets.definitions import build_definitions
 from vila_assets.profiles import data_root_at
 from vila_assets.resources.storage import FsspecDataRoot
 from vila_assets.sample_world.sources.mmc4 import REPO, shard_name, write_low_yield_shard
+from vila_assets.sample_world.world import SampleWorld
 
 ALL = ("mmc4_annotations", "mmc4_images", "mmc4_core_shard")
-SAMPLE_KEYS = ["00000", "00001", "00003"]  # index 2 is the planted gap
+SAMPLE_KEYS = ["00000", "00001", "00003", "00005"]  # indices 2 and 4 are the planted gaps
+WORLD_SIZE = 4  # the sample world profile's data_policy.train_world_size
 MMC4_CHECKS = sorted(f"{s.asset_key.to_user_string()}:{s.name}"
                      for a in (mmc4_annotations, mmc4_images, mmc4_core_shard) for s in a.check_specs)
 
@@ -78,10 +80,18 @@ class Backfill:
 
 
 @pytest.fixture(scope="module")
-def backfill(sample_world, tmp_path_factory):
-    """One ranged run of all three assets over every sample shard (all_or_nothing, default thresholds)."""
+def mmc4_world(tmp_path_factory):
+    """A test-scale world of the MMC4 source only (no CLIP model: nothing here scores images)."""
+    with SampleWorld(tmp_path_factory.mktemp("mmc4-world"), scale="test", clip=False, families=["mmc4"]) as world:
+        yield world
+
+
+@pytest.fixture(scope="module")
+def backfill(mmc4_world, tmp_path_factory):
+    """One ranged run of all three assets over every sample shard (the profile's policy, curated, and
+    default thresholds)."""
     root = tmp_path_factory.mktemp("mmc4-data")
-    defs = defs_for(sample_world, root)
+    defs = defs_for(mmc4_world, root)
     with dg.instance_for_test() as instance:
         _register(instance, SAMPLE_KEYS)
         yield Backfill(_layout(root), defs, instance, run(defs, instance, ALL, SAMPLE_KEYS))
@@ -128,8 +138,9 @@ def test_backfill_over_all_sample_shards_gives_loader_valid_pickles(backfill):
     assert backfill.result.success, failure_text(backfill.result)
     checks = {k: v for k, v in check_results(backfill.result).items() if k.startswith("mmc4_")}
     assert sorted(checks) == MMC4_CHECKS
-    assert all(c.passed for c in checks.values()), {k: c.description for k, c in checks.items() if not c.passed}
-    assert all(c.metadata["checked"].value == len(SAMPLE_KEYS) for c in checks.values())  # every shard, one result
+    per_shard = {k: c for k, c in checks.items() if not k.endswith(":usable_at_train_world_size")}
+    assert all(c.passed for c in per_shard.values()), {k: c.description for k, c in per_shard.items() if not c.passed}
+    assert all(c.metadata["checked"].value == len(SAMPLE_KEYS) for c in per_shard.values())  # every shard, one result
     pkl_dir = backfill.layout.pkl_dir
     stems = [_stem(k) for k in SAMPLE_KEYS]
     assert sorted(os.listdir(pkl_dir)) == sorted([f"{s}.count" for s in stems] + [f"{s}.pkl" for s in stems])
@@ -168,7 +179,7 @@ def test_metadata_shows_yields_statuses_and_invalid_docs(backfill):
         assert core["docs_out"] == vf.read_count(layout.count(_stem(key)))
         assert core["doc_yield"] == round(core["docs_out"] / core["docs_in"], 4)
     run_md = materializations(backfill.result)
-    assert run_md["mmc4_core_shard"]["shards_in_run"] == 3
+    assert run_md["mmc4_core_shard"]["shards_in_run"] == len(SAMPLE_KEYS)
     assert run_md["mmc4_core_shard"]["docs_out_in_run"] == sum(
         vf.read_count(layout.count(_stem(k))) for k in SAMPLE_KEYS)
     # the invalid lines are in the per-doc manifest too, with file:line
@@ -193,7 +204,8 @@ def test_exact_duplicates_are_removed_and_near_duplicates_reported(backfill):
     layout = backfill.layout
     assert any("duplicate" in d["image_fates"] for d in _docs(layout, "00001"))
     with open(layout.pkl(_stem("00001")), "rb") as fh:
-        blobs = [i["image_base64"] for d in pickle.load(fh) for i in d["image_info"]]
+        # one image per URL of a doc (a URL in two slots serves both with the same image)
+        blobs = [i["image_base64"] for d in pickle.load(fh) for i in {x["raw_url"]: x for x in d["image_info"]}.values()]
     assert len(blobs) == len(set(blobs))
     assert partition_metadata(backfill.instance, "mmc4_core_shard", "00001")["near_duplicate_rate"] > 0
     # the dead host's placeholder appears twice in shard 3; only one survives
@@ -222,28 +234,66 @@ def test_rerun_with_a_fresh_crawl_is_byte_identical(backfill):
 
 
 @pytest.mark.slow
-def test_partial_policy_keeps_docs_with_surviving_images(backfill, sample_world, tmp_path):
-    strict = {k: _docs(backfill.layout, k) for k in SAMPLE_KEYS}
+def test_world_size_check_reports_what_vilas_loader_reads(backfill):
+    """At the profile's world size (4 ranks, one shard each) every rank is cut to the shortest: the check
+    reports the loss over the whole published pkl-core, and a warning is all it raises."""
+    check = check_results(backfill.result)["mmc4_core_shard:usable_at_train_world_size"]
+    assert check.severity == dg.AssetCheckSeverity.WARN
+    _, usable = lazy_mmc4_load(backfill.layout.pkl_dir, world_size=WORLD_SIZE)
+    total = sum(vf.read_count(backfill.layout.count(_stem(k))) for k in SAMPLE_KEYS)
+    md = {k: v.value for k, v in check.metadata.items()}
+    assert (md["world_size"], md["total_records"], md["usable_records"]) == (WORLD_SIZE, total, usable)
+    assert md["lost_records"] == total - usable
+    assert check.passed == (usable / total >= md["bound"])
+    run_md = materializations(backfill.result)["mmc4_core_shard"]
+    assert run_md["policy"] == "curated" and run_md["train_world_size"] == WORLD_SIZE
+    assert run_md["usable_records_at_world_size"] == usable
+
+
+@pytest.mark.slow
+def test_one_url_in_two_slots_is_one_download_and_the_doc_survives(backfill):
+    layout = backfill.layout
+    crawl_input = pq.read_table(layout.crawl_input("00001")).to_pylist()
+    with open(layout.pkl(_stem("00001")), "rb") as fh:
+        (doc,) = [d for d in pickle.load(fh) if d["url"] == "http://reuse.example.com/gallery"]
+    first, second = doc["image_info"]
+    assert first["raw_url"] == second["raw_url"] and first["image_base64"] == second["image_base64"]
+    assert sum(r["url"] == first["raw_url"] for r in crawl_input) == 1  # one download served both slots
+    assert partition_metadata(backfill.instance, "mmc4_core_shard", "00001")["shared_url_slots"] == 1
+
+
+@pytest.mark.slow
+def test_vila_policy_is_all_or_nothing_without_dedup(backfill, mmc4_world, tmp_path):
+    """The same crawl merged under the vila policy (per-run resource config): every kept doc has all its
+    images, duplicates stay, docs with extensionless URLs are lost as in VILA, and fewer docs survive
+    than under curated."""
+    curated = {k: _docs(backfill.layout, k) for k in SAMPLE_KEYS}
     copy = _layout(tmp_path / "data")
     for key in SAMPLE_KEYS:
         shutil.copytree(backfill.layout.shard_dir(key), copy.shard_dir(key))
+    vila = {"resources": {"data_policy": {"config": {"policy": "vila", "train_world_size": WORLD_SIZE}}}}
     with dg.instance_for_test() as instance:
         _register(instance, SAMPLE_KEYS)
-        result = run(defs_for(sample_world, copy.data_root.path()), instance, ["mmc4_core_shard"], SAMPLE_KEYS,
-                     run_config=op_config("mmc4_core_shard", filter_policy="partial"))
-        assert result.success and all(c.passed for c in check_results(result).values()), failure_text(result)
-    rescued = 0
+        result = run(defs_for(mmc4_world, copy.data_root.path()), instance, ["mmc4_core_shard"], SAMPLE_KEYS,
+                     run_config=vila)
+        assert result.success, failure_text(result)
+        assert check_results(result)["mmc4_core_shard:no_exact_duplicate_images"].passed  # counted, not enforced
+        assert materializations(result)["mmc4_core_shard"]["policy"] == "vila"
+    partial = 0
     for key in SAMPLE_KEYS:
-        for s, p in zip(strict[key], _docs(copy, key)):
-            if s["status"] == "dropped" and "ok" in s["image_fates"]:
-                assert p["status"] == "kept" and p["kept_images"] == [i for i, f in enumerate(s["image_fates"]) if f == "ok"]
-                rescued += 1
-    assert rescued >= 1, "the sample world should have a doc that only partial keeps"
-    for _, rec in vf.iter_shard_records(copy.pkl_dir):
-        assert len(rec["similarity_matrix"]) == len(rec["image_info"]) >= 1
-        assert all(0 <= i["matched_text_index"] < len(rec["text_list"]) for i in rec["image_info"])
+        for c, v in zip(curated[key], _docs(copy, key)):
+            if v["status"] == "kept":
+                assert v["kept_images"] == list(range(v["n_images"]))
+            if c["status"] == "kept" and c["n_images_kept"] < c["n_images"]:
+                assert v["status"] == "dropped"  # partial docs are curated's
+                partial += 1
+    assert partial >= 1, "the sample world should have a doc that only curated keeps"
+    # the placeholder twice in shard 3: both docs kept under vila
+    assert [d["status"] for d in _docs(copy, "00003")[-2:]] == ["kept", "kept"]
     assert vf.validate_shard_dir(copy.pkl_dir) == []
-    assert sum(vf.read_count(copy.count(_stem(k))) for k in SAMPLE_KEYS) > sum(
+    urls = [i["raw_url"] for _, rec in vf.iter_shard_records(copy.pkl_dir) for i in rec["image_info"]]
+    assert urls and not any("/p/" in u for u in urls)  # VILA's downloader cannot name these files
+    assert sum(vf.read_count(copy.count(_stem(k))) for k in SAMPLE_KEYS) < sum(
         vf.read_count(backfill.layout.count(_stem(k))) for k in SAMPLE_KEYS)
 
 
@@ -262,14 +312,15 @@ class LowYieldRun:
 
 
 @pytest.fixture(scope="module")
-def low_yield(sample_world, tmp_path_factory):
+def low_yield(mmc4_world, tmp_path_factory):
     """A directory source with a good shard (3, copied from the world's repo) and a mostly dead one (9),
     run as one range with the image-yield bound set in run config."""
     source = tmp_path_factory.mktemp("mmc4-low-yield-source")
-    shutil.copy(sample_world.hub_root / "datasets" / REPO / shard_name(3, zipped=False), source)
-    write_low_yield_shard(source, sample_world.image_base, index=9)
+    # the real zipped shard beside a plain .jsonl (the form VILA's downloader reads): both are read
+    shutil.copy(mmc4_world.hub_root / "datasets" / REPO / shard_name(3, zipped=True), source)
+    write_low_yield_shard(source, mmc4_world.image_base, index=9)
     root = tmp_path_factory.mktemp("mmc4-low-yield-data")
-    defs = defs_for(sample_world, root, mmc4_source=Mmc4Source(location=str(source)))
+    defs = defs_for(mmc4_world, root, mmc4_source=Mmc4Source(location=str(source)))
     with dg.instance_for_test() as instance:
         _register(instance, LOW_YIELD_KEYS)
         result = run(defs, instance, ALL, LOW_YIELD_KEYS,
@@ -319,7 +370,7 @@ def test_image_yield_bound_comes_from_run_config(low_yield):
 
 
 @pytest.mark.slow
-def test_remote_root_publishes_the_pair_and_a_second_machine_fetches_inputs(sample_world, tmp_path):
+def test_remote_root_publishes_the_pair_and_a_second_machine_fetches_inputs(mmc4_world, tmp_path):
     """Shard 3 annotated and crawled on one working copy, written to VILA's directory from another: the
     second fetches what the first published, and only the .pkl/.count pair lands in pkl-core."""
     import fsspec
@@ -330,10 +381,10 @@ def test_remote_root_publishes_the_pair_and_a_second_machine_fetches_inputs(samp
     with dg.instance_for_test() as instance:
         _register(instance, ["00003"])
         # the profile over a DataRoot resource (defs_for takes a local path)
-        upstream = run(build_definitions(sample_world.profile(first)), instance,
+        upstream = run(build_definitions(mmc4_world.profile(first)), instance,
                        ["mmc4_annotations", "mmc4_images"], ["00003"])
         assert upstream.success, failure_text(upstream)
-        core = run(build_definitions(sample_world.profile(second)), instance, ["mmc4_core_shard"], ["00003"])
+        core = run(build_definitions(mmc4_world.profile(second)), instance, ["mmc4_core_shard"], ["00003"])
         assert core.success, failure_text(core)
     fs, base = fsspec.core.url_to_fs(url)
     remote_pkl_dir = f"{base}/{Mmc4Layout(second).pkl_dir.relative_to(second.path()).as_posix()}"
@@ -342,14 +393,17 @@ def test_remote_root_publishes_the_pair_and_a_second_machine_fetches_inputs(samp
     layout = Mmc4Layout(second)
     assert fs.exists(f"{base}/{second.relpath(layout.docs_manifest('00003'))}")
     assert fs.cat_file(f"{base}/{second.relpath(layout.pkl(_stem('00003')))}") == layout.pkl(_stem("00003")).read_bytes()
+    # the world-size check counts what was published under the URL (read from the remote .count files)
+    usable = check_results(core)["mmc4_core_shard:usable_at_train_world_size"].metadata
+    assert usable["total_records"].value == vf.read_count(layout.count(_stem("00003"))) and usable["shards"].value == 1
 
 
 # --- partition discovery --------------------------------------------------------------------------------------
 
 
 @pytest.mark.slow
-def test_sensor_registers_new_shards_once(sample_world, tmp_path):
-    resources = profile_for(sample_world, tmp_path).resources
+def test_sensor_registers_new_shards_once(mmc4_world, tmp_path):
+    resources = profile_for(mmc4_world, tmp_path).resources
     sensor_resources = {"hub": resources["hub"], "mmc4_source": resources["mmc4_source"]}
     with dg.instance_for_test() as instance:
         first = mmc4_shard_sensor(dg.build_sensor_context(instance=instance, resources=sensor_resources))

@@ -1,5 +1,6 @@
-"""MMC4-core logic without Dagster: shard naming and listing, doc validation, crawl rows, filter policies,
-in-shard dedup, and the inspection that the VILA-contract checks are built on."""
+"""MMC4-core logic without Dagster: shard naming and listing (any source), doc validation and unreadable
+files, crawl rows (one download per URL of a doc), the data policies' merge rules, in-shard dedup, the
+inspection that the VILA-contract checks are built on, and the published counts of the world-size check."""
 
 import base64
 import json
@@ -22,8 +23,11 @@ from vila_assets.core.mmc4 import (
     split_batch_samples,
     write_batch_crawl_input,
 )
-from vila_assets.core.mmc4_merge import inspect_shard, merge_shard
+from vila_assets.core.mmc4_merge import MergeRules, inspect_shard, merge_shard, rules_for
 from vila_assets.sample_world.images import encode, render_photo
+
+ALL_OR_NOTHING = MergeRules(all_or_nothing=True, dedup=True)
+PARTIAL = rules_for("curated")
 
 
 def _jpeg(seed: int, color: str = "red", shape: str = "circle", size=(96, 72)) -> bytes:
@@ -50,12 +54,23 @@ def _annotations(docs: list[dict]) -> list[dict]:
             for n, d in enumerate(docs, 1)]
 
 
+def _sizes(img: bytes | None) -> dict:
+    """A crawl result's output and source sizes (the source taken as already small)."""
+    if img is None:
+        return dict.fromkeys(("width", "height", "orig_width", "orig_height"))
+    from PIL import Image
+    import io
+
+    w, h = Image.open(io.BytesIO(img)).size
+    return {"width": w, "height": h, "orig_width": w, "orig_height": h}
+
+
 def _samples(annotations: list[dict], outcome) -> dict:
-    """Crawl results for every image: ``outcome(line, i)`` -> (status, jpeg bytes or None)."""
+    """Crawl results for every crawled image: ``outcome(line, i)`` -> (status, jpeg bytes or None)."""
     out = {}
     for r in crawl_rows(annotations):
         status, img = outcome(r["line"], r["image_index"])
-        out[r["key"]] = {"url": r["url"], "status": status, "image": img}
+        out[r["key"]] = {"url": r["url"], "status": status, "image": img, **_sizes(img)}
     return out
 
 
@@ -176,7 +191,7 @@ def test_all_or_nothing_keeps_only_docs_whose_images_all_survived():
     docs = [_doc(2), _doc(3), _doc(1)]
     ann = _annotations(docs)
     samples = _samples(ann, lambda line, i: ("failed_download", None) if (line, i) == (2, 1) else ("ok", _jpeg(line * 10 + i)))
-    res = merge_shard(ann, samples, "all_or_nothing")
+    res = merge_shard(ann, samples, ALL_OR_NOTHING)
     assert [r["url"] for r in res.records] == [docs[0]["url"], docs[2]["url"]]
     assert [len(r["image_info"]) for r in res.records] == [2, 1]
     assert res.records[0]["similarity_matrix"] == docs[0]["similarity_matrix"]  # docs otherwise unchanged
@@ -192,7 +207,7 @@ def test_partial_drops_failed_images_with_their_similarity_rows():
     all_failed = _doc(2)
     ann = _annotations([doc, all_failed])
     samples = _samples(ann, lambda line, i: ("ok", _jpeg(i)) if (line, i) in ((1, 0), (1, 2)) else ("failed_decode", None))
-    res = merge_shard(ann, samples, "partial")
+    res = merge_shard(ann, samples, PARTIAL)
     assert len(res.records) == 1  # a doc with no image left is dropped
     rec = res.records[0]
     assert [i["raw_url"] for i in rec["image_info"]] == [doc["image_info"][0]["raw_url"], doc["image_info"][2]["raw_url"]]
@@ -209,10 +224,10 @@ def test_exact_duplicate_images_are_removed_first_kept_doc_wins():
     # doc 1 has image X; doc 2 has Y and X again; doc 3 has X again
     pics = {(1, 0): same, (2, 0): _jpeg(2), (2, 1): same, (3, 0): same}
     samples = _samples(ann, lambda line, i: ("ok", pics[(line, i)]))
-    strict = merge_shard(ann, samples, "all_or_nothing")
+    strict = merge_shard(ann, samples, ALL_OR_NOTHING)
     assert [d["status"] for d in strict.doc_rows] == ["kept", "dropped", "dropped"]
     assert strict.fates["duplicate"] == 2
-    partial = merge_shard(ann, samples, "partial")
+    partial = merge_shard(ann, samples, PARTIAL)
     assert [d["status"] for d in partial.doc_rows] == ["kept", "kept", "dropped"]
     assert partial.doc_rows[1]["image_fates"] == ["ok", "duplicate"]
 
@@ -226,8 +241,8 @@ def test_merge_refuses_a_crawl_made_from_other_urls():
 
 
 def test_unknown_policy_is_rejected():
-    with pytest.raises(ValueError, match="unknown filter policy"):
-        merge_shard([], {}, "most")
+    with pytest.raises(ValueError, match="unknown data policy 'most'"):
+        rules_for("most")
 
 
 # --- inspection (what the VILA-contract checks see) ------------------------------------------------------
@@ -315,3 +330,128 @@ def test_url_template_source_downloads_into_the_cache_and_reports_dead_links(tmp
         with pytest.raises(Mmc4FormatError, match=r"docs_shard_1_v3\.jsonl: download failed \(HTTP 404"):
             fetch_shard(spec, shards["00001"], cache_dir=tmp_path / "cache", retries=0)
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["docs_shard_0_v3.jsonl"]
+
+
+# --- one URL in two slots; the vila rules ----------------------------------------------------------------
+
+
+def test_one_url_in_two_slots_is_one_download_serving_both():
+    doc = _doc(3, texts=("a", "b", "c", "d"))
+    doc["image_info"][2]["raw_url"] = doc["image_info"][0]["raw_url"]
+    ann = _annotations([doc])
+    rows = crawl_rows(ann)
+    assert [r["key"] for r in rows] == ["1-0", "1-1"]  # slot 2 is served by slot 0's download
+    samples = _samples(ann, lambda line, i: ("ok", _jpeg(i)))
+    for rules in (rules_for("vila"), rules_for("curated"), ALL_OR_NOTHING):
+        res = merge_shard(ann, samples, rules)
+        assert res.doc_rows[0]["image_fates"] == ["ok", "ok", "ok"], rules
+        infos = res.records[0]["image_info"]
+        assert infos[2]["image_base64"] == infos[0]["image_base64"] != infos[1]["image_base64"]
+        assert res.shared_slots == 1 and res.fates["duplicate"] == 0
+
+
+def test_a_reused_url_is_not_an_exact_duplicate_on_inspection(tmp_path):
+    rec = _record((1, 2))
+    rec["image_info"][1] = dict(rec["image_info"][0], matched_text_index=2)  # same URL, same bytes
+    other = _record((1,))  # the same bytes in another doc: a duplicate
+    stem = _write_records(tmp_path, [rec, other])
+    seen = inspect_shard(tmp_path, stem)
+    assert seen.exact_duplicates == [(f"{stem}.pkl[0] image 0", f"{stem}.pkl[1] image 0")]
+
+
+def test_vila_rules_lose_docs_whose_url_gives_no_file_name():
+    """VILA saves image i as ``f"{i:03d}." + raw_url.split(".")[-1]``: for an extensionless URL the name
+    holds a '/', the open fails and the whole doc is lost; a query string after an extension is fine."""
+    from vila_assets.core.mmc4_merge import UNSAVEABLE_NAME, vila_file_name
+
+    assert vila_file_name(0, "https://cdn.x.com/img/123") is None
+    assert vila_file_name(1, "https://x.com/a.jpg?w=640&ref=post.3.html") == "001.html"
+    assert vila_file_name(2, "https://x.com/a.jpg?w=640") == "002.jpg?w=640"
+    assert vila_file_name(3, "https://x.com/a." + "x" * 260) is None  # longer than a file name may be
+    docs = [_doc(2, url_fmt="https://cdn.x.com/img/{i}"), _doc(1, url_fmt="https://x.com/{i}.jpg?w=9&ref=a.html")]
+    ann = _annotations(docs)
+    samples = _samples(ann, lambda line, i: ("ok", _jpeg(line * 10 + i)))
+    vila = merge_shard(ann, samples, rules_for("vila"))
+    assert [d["status"] for d in vila.doc_rows] == ["dropped", "kept"]
+    assert vila.doc_rows[0]["image_fates"] == [UNSAVEABLE_NAME, UNSAVEABLE_NAME]
+    curated = merge_shard(ann, samples, rules_for("curated"))
+    assert [d["status"] for d in curated.doc_rows] == ["kept", "kept"]
+
+
+def test_vila_rules_keep_duplicates_and_are_all_or_nothing():
+    same = _jpeg(1)
+    ann = _annotations([_doc(1), _doc(2), _doc(1)])
+    pics = {(1, 0): same, (2, 0): _jpeg(2), (2, 1): None, (3, 0): same}
+    samples = _samples(ann, lambda line, i: ("ok", pics[(line, i)]) if pics[(line, i)] else ("failed_download", None))
+    vila = merge_shard(ann, samples, rules_for("vila", keep_partial_docs=True, dedup_images=True))  # switches: curated only
+    assert [d["status"] for d in vila.doc_rows] == ["kept", "dropped", "kept"]
+    assert vila.records[0]["image_info"][0]["image_base64"] == vila.records[1]["image_info"][0]["image_base64"]
+    curated = merge_shard(ann, samples, rules_for("curated"))
+    assert [d["status"] for d in curated.doc_rows] == ["kept", "kept", "dropped"]
+    no_dedup = merge_shard(ann, samples, rules_for("curated", dedup_images=False))
+    assert [d["status"] for d in no_dedup.doc_rows] == ["kept", "kept", "kept"]
+    strict = merge_shard(ann, samples, rules_for("curated", keep_partial_docs=False))
+    assert [d["status"] for d in strict.doc_rows] == ["kept", "dropped", "dropped"]
+
+
+def test_vila_size_truncates_the_long_side():
+    from vila_assets.core.mmc4_merge import vila_size
+
+    assert vila_size(1002, 700) == (480, 336)  # 480.96: VILA's int() truncates; rounding gives 481
+    assert vila_size(700, 1002) == (336, 480)
+    assert vila_size(640, 480) == (448, 336) and vila_size(512, 512) == (336, 336)
+    assert vila_size(336, 900) == (336, 900) and vila_size(300, 200) == (300, 200)  # not larger: untouched
+
+
+def test_vila_rules_bring_the_crawlers_rounding_to_vilas_size():
+    from PIL import Image
+    import io
+
+    crawled = encode(render_photo("red", "circle", 3, 481, 336), "JPEG", quality=75)  # round(336*1002/700)
+    exact = encode(render_photo("red", "circle", 4, 448, 336), "JPEG", quality=75)
+    ann = _annotations([_doc(2)])
+    sizes = {0: (crawled, 481, 336, 1002, 700), 1: (exact, 448, 336, 640, 480)}
+    samples = {}
+    for r in crawl_rows(ann):
+        img, w, h, ow, oh = sizes[r["image_index"]]
+        samples[r["key"]] = {"url": r["url"], "status": "ok", "image": img, "width": w, "height": h,
+                             "orig_width": ow, "orig_height": oh}
+    vila = merge_shard(ann, samples, rules_for("vila"))
+    images = [base64.b64decode(i["image_base64"]) for i in vila.records[0]["image_info"]]
+    assert [Image.open(io.BytesIO(b)).size for b in images] == [(480, 336), (448, 336)]
+    assert images[1] == exact and vila.images_resized == 1  # already VILA's size: the crawler's bytes
+    curated = merge_shard(ann, samples, rules_for("curated"))
+    assert base64.b64decode(curated.records[0]["image_info"][0]["image_base64"]) == crawled
+
+
+def test_a_shard_without_surviving_docs_gets_no_pair(tmp_path):
+    ann = _annotations([_doc(1)])
+    res = merge_shard(ann, _samples(ann, lambda line, i: ("failed_download", None)), rules_for("vila"))
+    assert res.records == []
+    assert inspect_shard(tmp_path, "docs_no_face_shard_0_v3", expect_pair=False).problems == []
+    stem = _write_records(tmp_path, [_record((1,))])
+    assert inspect_shard(tmp_path, stem, expect_pair=False).problems == [
+        f"{tmp_path / stem}.pkl: left over, but the shard has no surviving doc",
+        f"{tmp_path / stem}.count: left over, but the shard has no surviving doc"]
+
+
+# --- the published directory at the training world size ----------------------------------------------------
+
+
+def test_published_counts_follow_the_loader_on_local_and_fsspec_directories(tmp_path):
+    from vila_assets.core.mmc4_merge import published_counts
+
+    import fsspec
+
+    for stem, n in (("docs_no_face_shard_3_v3", 2), ("docs_no_face_shard_10_v3", 5), ("docs_no_face_shard_1_v3", 1)):
+        vf.write_pickle_shard(tmp_path / "pkl", stem, [_record((1,))] * n)
+    expected = [("docs_no_face_shard_10_v3", 5), ("docs_no_face_shard_1_v3", 1), ("docs_no_face_shard_3_v3", 2)]
+    assert published_counts(str(tmp_path / "pkl")) == expected  # name order, as the loader sorts
+    fs = fsspec.filesystem("memory")
+    for p in (tmp_path / "pkl").iterdir():
+        fs.pipe(f"/mmc4-pub/pkl-core/{p.name}", p.read_bytes())
+    assert published_counts("memory://mmc4-pub/pkl-core") == expected
+    assert published_counts(str(tmp_path / "none")) == []
+    fs.pipe("/mmc4-pub/pkl-core/docs_no_face_shard_3_v3.count", b"two")
+    with pytest.raises(Mmc4FormatError, match=r"pkl-core/docs_no_face_shard_3_v3\.count: not a decimal integer"):
+        published_counts("memory://mmc4-pub/pkl-core")

@@ -27,9 +27,10 @@ EXPECTED = {
             "doc_yield_above_threshold": True,
             "near_duplicate_rate_bounded": False,
             "no_exact_duplicate_images": True,
+            "usable_at_train_world_size": False,
             "vila_contract": True,
         },
-        "resources": ["data_root"],
+        "resources": ["data_policy", "data_root"],
     },
 }
 
@@ -92,9 +93,9 @@ def test_check_thresholds_are_run_config_with_production_defaults():
     assert AnnotationsConfig().strict is False
     assert ImagesConfig().recrawl is False and ImagesConfig().checks.min_image_yield == 0.4
     core = CoreShardConfig()
-    assert core.filter_policy == "all_or_nothing"
-    assert (core.checks.min_doc_yield, core.checks.near_duplicate_distance, core.checks.max_near_duplicate_rate) == (
-        0.15, 3, 0.1)
+    assert core.keep_partial_docs is True and core.dedup_images is True  # curated's switches
+    assert (core.checks.min_doc_yield, core.checks.near_duplicate_distance, core.checks.max_near_duplicate_rate,
+            core.checks.min_usable_share) == (0.15, 3, 0.1, 0.95)
     images_fields = mmc4.mmc4_images.op.config_schema.as_field().config_type.fields
     assert set(images_fields) == {"recrawl", "checks"}
     assert set(images_fields["checks"].config_type.fields) == {"min_image_yield"}

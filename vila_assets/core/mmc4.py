@@ -3,27 +3,39 @@
 Source. VILA trained on **mmc4-core** (``data_core_v1.1/docs_shard_{N}_v3.jsonl``). AI2 withdrew that
 copy in Feb 2025; the public stand-in is **mmc4-core-ff** ("fewer faces", HF dataset
 ``jmhessel/mmc4-core-ff``, files ``docs_no_face_shard_{N}_v3.jsonl.zip``), which is our default. A source
-is one of:
+``location`` is one of (see ``core.source_tree.open_source``):
 
-- ``hf:<org>/<name>`` - a Hugging Face dataset repo, listed and downloaded through ``huggingface_hub`` at a
-  pinned commit (default ``hf:jmhessel/mmc4-core-ff``);
-- a local directory (path or ``file://`` URL) holding shard files;
+- a hub repo, ``hf:<org>/<name>`` or ``<org>/<name>``, listed and downloaded at a pinned commit
+  (default ``hf:jmhessel/mmc4-core-ff``);
+- a local directory (absolute, ``./``, ``~`` or ``file://``) holding shard files, e.g. a copy a user
+  already has;
+- any other fsspec URL (``s3://bucket/mmc4``, ``memory://...``), copied to a local cache before reading;
 - an ``http(s)://`` URL template with ``{index}`` (e.g. the historic
   ``.../data_core_v1.1/docs_shard_{index}_v3.jsonl.zip``); a URL cannot be listed, so its shards are the
   known core id set (:func:`core_shard_ids`).
 
-Shard files are plain ``.jsonl`` or ``.jsonl.zip`` (one ``.jsonl`` member), named
-``docs[_no_face]_shard_{N}_v{V}.jsonl[.zip]``. The real core set has indices 0..23098 with 14 gaps, i.e.
-23,085 files (VILA's README says "23098 - 14", an off-by-one).
+Shard files. The real shards are zips holding ONE deflated member (``docs_no_face_shard_151_v3.jsonl.zip``
+-> ``docs_no_face_shard_151_v3.jsonl``); VILA's downloader expects them unzipped. Both forms are read,
+named ``docs[_no_face]_shard_{N}_v{V}.jsonl[.zip]``. Where the files sit inside the source is not known for
+the jmhessel repos (upstream-sources.md marks it uncertain), so shards are found at the top level or in any
+subfolder; one index found under two different names or folders is refused as ambiguous (a plain
+``.jsonl`` beside its own ``.zip`` is a person's unzipped copy: the plain file is read). The real core set
+has indices 0..23098 with 14 gaps, i.e. 23,085 files (VILA's README says "23098 - 14", an off-by-one);
+core-ff also lacks 1277 and 22953.
+
+Records. v1.0 files carry four keys (``url, text_list, image_info, similarity_matrix``), v1.1 files a fifth,
+``could_have_url_duplicate``; both are read, and records are passed on verbatim.
 
 Partition keys are the shard index zero-padded to five digits (``"00042"``), so the lexical order that
-Dagster ranges and humans use is the numeric order. The VILA output keeps the source file's stem
-(``docs_no_face_shard_42_v3.pkl``), as the reference merger did.
+Dagster ranges and humans use is the numeric order. The VILA output keeps the source file's name up to the
+first dot (``docs_no_face_shard_42_v3.pkl``), as VILA's downloader names its shard.
 
 Validation. Each non-blank line is one doc. A line that is not a JSON object, lacks ``text_list`` (list
 of str) or ``image_info`` (non-empty list of ``{raw_url: str, matched_text_index: int in range}``), or
 whose ``similarity_matrix`` has fewer rows than images is **invalid**: it is kept in the annotations table
-with ``file:line: reason`` (or raises with that message in strict mode), never silently skipped.
+with ``file:line: reason`` (or raises with that message in strict mode), never silently skipped. A file
+that cannot be read at all (a broken zip, a zip with several members) raises, naming the file (and the
+line reached).
 """
 
 from __future__ import annotations
@@ -32,6 +44,7 @@ import hashlib
 import json
 import re
 import zipfile
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -41,6 +54,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vila_assets.core.atomic import atomic_path, atomic_write_bytes
+from vila_assets.core.source_tree import SourceError, SourceTree, open_source
 
 DEFAULT_REPO = "jmhessel/mmc4-core-ff"
 DEFAULT_LOCATION = f"hf:{DEFAULT_REPO}"
@@ -99,18 +113,23 @@ class ShardFile:
 def shards_from_listing(paths: Iterable[str]) -> dict[str, ShardFile]:
     """Shard files among ``paths`` (other files ignored), by partition key, in index order.
 
-    When an index exists both plain and zipped, the plain ``.jsonl`` wins (it is what a person unzipped).
+    Shards may sit at the top level or in a subfolder. When an index exists both plain and zipped under
+    the same name, the plain ``.jsonl`` wins (it is what a person unzipped); any other repeat of an index
+    (two folders, two names) is ambiguous and raises, naming the files.
     """
-    found: dict[int, ShardFile] = {}
+    by_index: dict[int, list[ShardFile]] = {}
     for p in paths:
         m = SHARD_FILE_RE.match(p.rsplit("/", 1)[-1])
-        if not m:
-            continue
-        shard = ShardFile(int(m[1]), p)
-        prev = found.get(shard.index)
-        if prev is None or (prev.zipped and not shard.zipped) or (prev.zipped == shard.zipped and p < prev.path):
-            found[shard.index] = shard
-    return {found[i].key: found[i] for i in sorted(found)}
+        if m:
+            by_index.setdefault(int(m[1]), []).append(ShardFile(int(m[1]), p))
+    return {partition_key(i): _one_shard(by_index[i]) for i in sorted(by_index)}
+
+
+def _one_shard(candidates: list[ShardFile]) -> ShardFile:
+    if len({c.path.removesuffix(".zip") for c in candidates}) > 1:
+        names = ", ".join(sorted(c.path for c in candidates))
+        raise Mmc4FormatError(f"shard {candidates[0].index} is ambiguous: {names}; keep one of them")
+    return min(candidates, key=lambda c: c.zipped)
 
 
 def missing_indices(indices: Iterable[int]) -> list[int]:
@@ -124,31 +143,24 @@ def missing_indices(indices: Iterable[int]) -> list[int]:
 
 @dataclass(frozen=True)
 class SourceSpec:
-    """Where shard files come from; see the module docstring for the three forms of ``location``."""
+    """Where shard files come from; see the module docstring for the forms of ``location``."""
 
     location: str = DEFAULT_LOCATION
     revision: str = "main"
 
     @property
-    def kind(self) -> str:
-        if self.location.startswith("hf:"):
-            return "hub"
-        if self.location.startswith(("http://", "https://")):
-            if "{index}" not in self.location:
-                raise ValueError(f"URL source {self.location!r} needs an '{{index}}' placeholder")
-            return "url"
-        return "dir"
+    def is_template(self) -> bool:
+        """An http(s) URL template (listed from the known core ids); anything else is a source tree."""
+        if not self.location.startswith(("http://", "https://")):
+            return False
+        if "{index}" not in self.location:
+            raise SourceError(f"URL source {self.location!r} needs an '{{index}}' placeholder (http(s) "
+                              "URLs cannot be listed); use a hub repo, a directory or another fsspec URL")
+        return True
 
-    @property
-    def repo_id(self) -> str:
-        return self.location.removeprefix("hf:")
-
-    @property
-    def directory(self) -> Path:
-        return Path(self.location.removeprefix("file://")).expanduser().resolve()
-
-    def describe(self) -> str:
-        return f"{self.location}@{self.revision}" if self.kind == "hub" else self.location
+    def tree(self, hub=None, cache_dir: str | Path | None = None, revision: str | None = None) -> SourceTree:
+        """The source as a ``SourceTree`` (hub repo, directory or fsspec URL), at ``revision`` if given."""
+        return open_source(self.location, revision or self.revision, hub, cache_dir=cache_dir)
 
 
 @dataclass(frozen=True)
@@ -163,32 +175,28 @@ class Listing:
 
 
 def list_source(spec: SourceSpec, hub=None) -> Listing:
-    """List the shards of ``spec``. ``hub`` is a ``core.hub.HubLocation`` (needed for ``hf:`` sources)."""
-    kind = spec.kind
-    if kind == "hub":
-        if hub is None:
-            raise ValueError("a hub source needs a HubLocation")
-        sha = hub.resolve_revision(spec.repo_id, spec.revision)
-        return Listing(spec.describe(), sha, shards_from_listing(hub.list_files(spec.repo_id, sha)))
-    if kind == "dir":
-        d = spec.directory
-        if not d.is_dir():
-            raise FileNotFoundError(f"mmc4 source directory {d} does not exist")
-        names = [p.relative_to(d).as_posix() for p in sorted(d.rglob("*")) if p.is_file()]
-        return Listing(spec.describe(), None, shards_from_listing(names))
-    template = spec.location
-    shards = {partition_key(i): ShardFile(i, template.format(index=i)) for i in core_shard_ids()}
-    return Listing(spec.describe(), None, shards)
+    """List the shards of ``spec``. ``hub`` is a ``core.hub.HubLocation`` (used by hub sources).
+
+    A source tree without a single shard file is an error naming the location and what it holds."""
+    if spec.is_template:
+        shards = {partition_key(i): ShardFile(i, spec.location.format(index=i)) for i in core_shard_ids()}
+        return Listing(spec.location, None, shards)
+    tree = spec.tree(hub)
+    files = tree.list_files()
+    shards = shards_from_listing(files)
+    if not shards:
+        sample = ", ".join(files[:5]) or "no files"
+        raise SourceError(f"{tree.describe()}: no MMC4 shard files (docs_[no_face_]shard_N_vV.jsonl[.zip]); "
+                          f"it holds {len(files)} file(s): {sample}")
+    return Listing(tree.describe(), tree.revision, shards)
 
 
 def fetch_shard(spec: SourceSpec, shard: ShardFile, *, hub=None, revision: str | None = None,
                 cache_dir: str | Path | None = None, timeout: float = 60.0, retries: int = 3) -> Path:
-    """A local path to ``shard``'s bytes: the hub cache (pinned ``revision``), the directory, or a download."""
-    kind = spec.kind
-    if kind == "hub":
-        return hub.download(spec.repo_id, shard.path, revision or spec.revision)
-    if kind == "dir":
-        return spec.directory / shard.path
+    """A local path to ``shard``'s bytes: from the source tree at the listed ``revision`` (hub sources), or
+    downloaded from a URL template into ``cache_dir``."""
+    if not spec.is_template:
+        return spec.tree(hub, cache_dir, revision).fetch(shard.path)
     if cache_dir is None:
         raise ValueError("a URL source needs a cache directory")
     target = Path(cache_dir) / shard.name
@@ -227,21 +235,38 @@ def _download(url: str, target: Path, timeout: float, retries: int) -> None:
 
 
 def iter_lines(path: Path, display: str | None = None) -> Iterator[tuple[str, int, bytes]]:
-    """``(where, line_number, raw_line)`` for every line; ``where`` names the file (and zip member)."""
+    """``(where, line_number, raw_line)`` for every line; ``where`` names the file (and zip member).
+
+    A file that cannot be read (not a zip, a zip with other than one member, a corrupt member) raises
+    :class:`Mmc4FormatError` naming the file and, where reading had started, the line reached."""
     display = display or path.name
-    if path.name.endswith(".zip"):
-        with zipfile.ZipFile(path) as zf:
-            members = [m for m in zf.namelist() if not m.endswith("/")]
-            if len(members) != 1:
-                raise Mmc4FormatError(f"{display}: expected one .jsonl member in the zip, found {members}")
-            where = f"{display}!{members[0]}"
-            with zf.open(members[0]) as fh:
-                for n, line in enumerate(fh, 1):
-                    yield where, n, line
+    if not path.name.endswith(".zip"):
+        yield from _numbered(path.open("rb"), display)
         return
-    with open(path, "rb") as fh:
-        for n, line in enumerate(fh, 1):
-            yield display, n, line
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise Mmc4FormatError(f"{display}: not a readable zip ({exc})") from None
+    with zf:
+        members = [m for m in zf.namelist() if not m.endswith("/")]
+        if len(members) != 1:
+            raise Mmc4FormatError(f"{display}: expected one .jsonl member in the zip, found {members}")
+        try:
+            fh = zf.open(members[0])
+        except (zipfile.BadZipFile, NotImplementedError, RuntimeError) as exc:
+            raise Mmc4FormatError(f"{display}!{members[0]}: cannot open the zip member ({exc})") from None
+        yield from _numbered(fh, f"{display}!{members[0]}")
+
+
+def _numbered(fh, where: str) -> Iterator[tuple[str, int, bytes]]:
+    """Lines of an open binary file, numbered from 1; a read error names the line it broke."""
+    n = 0
+    with fh:
+        try:
+            for n, line in enumerate(fh, 1):
+                yield where, n, line
+        except (zipfile.BadZipFile, EOFError, OSError, zlib.error) as exc:
+            raise Mmc4FormatError(f"{where}:{n + 1}: unreadable after line {n} ({exc})") from None
 
 
 def _is_int(v) -> bool:
@@ -383,18 +408,27 @@ def image_key(line: int, image_index: int) -> str:
     return f"{line}-{image_index}"
 
 
+def slot_keys(line: int, infos: list[dict]) -> list[str]:
+    """The crawl key serving each image slot of a doc: a URL used in several slots is ONE download, keyed
+    by its first slot, and serves every slot that names it (never a duplicate of itself)."""
+    first: dict[str, str] = {}
+    return [first.setdefault(info["raw_url"], image_key(line, i)) for i, info in enumerate(infos)]
+
+
 def crawl_rows(annotations: Iterable[dict]) -> list[dict]:
-    """One crawl row per image of every valid doc, in (line, image) order. URLs are passed verbatim:
-    extensionless URLs and query strings survive, because no local name is ever derived from them."""
+    """One crawl row per distinct image URL of every valid doc, in (line, first slot) order. URLs are
+    passed verbatim: extensionless URLs and query strings survive, because no local name is ever derived
+    from them."""
     out = []
     for row in annotations:
         if row["status"] != "valid":
             continue
         doc = json.loads(row["doc_json"])
-        texts = doc["text_list"]
-        for i, info in enumerate(doc["image_info"]):
-            out.append(dict(key=image_key(row["line"], i), url=info["raw_url"],
-                            caption=texts[info["matched_text_index"]], line=row["line"], image_index=i))
+        texts, infos = doc["text_list"], doc["image_info"]
+        for i, (info, key) in enumerate(zip(infos, slot_keys(row["line"], infos))):
+            if key == image_key(row["line"], i):
+                out.append(dict(key=key, url=info["raw_url"], caption=texts[info["matched_text_index"]],
+                                line=row["line"], image_index=i))
     return out
 
 

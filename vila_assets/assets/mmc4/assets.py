@@ -11,6 +11,8 @@ The logic is in ``vila_assets.core.mmc4`` (sources, validation, crawl input) and
 import json
 import os
 from collections import Counter
+from dataclasses import asdict
+from pathlib import Path
 
 import dagster as dg
 import pyarrow.compute as pc
@@ -25,6 +27,7 @@ from vila_assets.assets.mmc4.checks import (
     IMAGES_CHECKS,
     NEAR_DUPLICATE_RATE,
     NO_EXACT_DUPLICATES,
+    USABLE_AT_WORLD_SIZE,
     VILA_CONTRACT,
 )
 from vila_assets.assets.mmc4.config import AnnotationsConfig, CoreShardChecks, CoreShardConfig, ImagesConfig
@@ -50,14 +53,19 @@ from vila_assets.core.mmc4 import (
 from vila_assets.core.mmc4_merge import (
     DOCS_MANIFEST_SCHEMA,
     MergeResult,
+    MergeRules,
     ShardInspection,
     inspect_shard,
     load_samples,
     merge_shard,
+    published_counts,
+    rules_for,
     samples_manifest,
 )
+from vila_assets.core.train_layout import Usable, usable_records
 from vila_assets.resources.crawler import ImageCrawler
 from vila_assets.resources.hub import HubClient
+from vila_assets.resources.policy import DataPolicy
 from vila_assets.resources.storage import DataRoot
 
 GROUP = "mmc4"
@@ -112,7 +120,8 @@ def _annotations_metadata(layout: Mmc4Layout, key: str, shard: ShardFile, parsed
     kinds={"python", "parquet"},
     description="MMC4-core shard docs, validated and normalised to Parquet (invalid lines counted with "
     "file:line and reason). Source: the `mmc4_source` resource (hf:jmhessel/mmc4-core-ff by default; VILA's "
-    "original mmc4-core was withdrawn in Feb 2025), a local directory or a URL template.",
+    "original mmc4-core was withdrawn in Feb 2025), a local directory, an fsspec URL or a URL template; "
+    "zipped or plain .jsonl shards, 4- or 5-key records.",
 )
 def mmc4_annotations(
     context: dg.AssetExecutionContext,
@@ -195,7 +204,8 @@ def _images_manifest(layout: Mmc4Layout, key: str) -> tuple[Counter, dict]:
     deps=[mmc4_annotations],
     check_specs=[c.spec("mmc4_images") for c in IMAGES_CHECKS],
     description="Every image URL of every valid MMC4 doc, crawled through the `crawler` resource "
-    "(keys '<line>-<image index>', URLs verbatim); per-image status manifest in manifests/mmc4/images.",
+    "(keys '<line>-<image index>', URLs verbatim; a URL used in several slots of a doc is one download); "
+    "per-image status manifest in manifests/mmc4/images. The same crawl serves both data policies.",
 )
 def mmc4_images(
     context: dg.AssetExecutionContext,
@@ -223,25 +233,45 @@ def mmc4_images(
 # --- mmc4_core_shard -------------------------------------------------------------------------------------
 
 
-def _write_core_shard(layout: Mmc4Layout, key: str, policy: str) -> tuple[MergeResult, str]:
-    """Merge one shard's docs with its crawl, publish the VILA pickle pair and the per-doc manifest."""
+def _unpublish(data_root: DataRoot, *paths) -> None:
+    """Remove files a previous run published (a shard that now has no surviving doc gets no pair)."""
+    for p in paths:
+        Path(p).unlink(missing_ok=True)
+    if data_root.is_local:
+        return
+    import fsspec
+
+    options = getattr(data_root, "storage_options", {}) or {}
+    for p in paths:
+        fs, remote = fsspec.core.url_to_fs(data_root.url(p), **options)
+        if fs.exists(remote):
+            fs.rm_file(remote)
+
+
+def _write_core_shard(layout: Mmc4Layout, key: str, rules: MergeRules) -> tuple[MergeResult, str]:
+    """Merge one shard's docs with its crawl, publish the VILA pickle pair (none for a shard without a
+    surviving doc, as VILA's downloader writes none) and the per-doc manifest."""
     fetch = layout.data_root.fetch
     stem = json.loads(fetch(layout.source(key)).read_text())["stem"]
     annotations = read_annotations(fetch(layout.annotations(key)))
-    result = merge_shard(annotations, load_samples(fetch(layout.samples(key))), policy)
-    vf.write_pickle_shard(layout.pkl_dir, stem, result.records)
-    layout.data_root.publish(layout.pkl(stem), layout.count(stem))
+    result = merge_shard(annotations, load_samples(fetch(layout.samples(key))), rules)
+    if result.records:
+        vf.write_pickle_shard(layout.pkl_dir, stem, result.records)
+        layout.data_root.publish(layout.pkl(stem), layout.count(stem))
+    else:
+        _unpublish(layout.data_root, layout.count(stem), layout.pkl(stem))
     write_parquet(layout.docs_manifest(key), result.doc_rows, DOCS_MANIFEST_SCHEMA)
     layout.data_root.publish(layout.docs_manifest(key))
     return result, stem
 
 
 def _check_core_shard(run: ShardedRun, key: str, result: MergeResult, seen: ShardInspection,
-                      checks: CoreShardChecks) -> None:
+                      checks: CoreShardChecks, rules: MergeRules) -> None:
     findings = run.findings
     findings.bound(DOC_YIELD.name, key, result.doc_yield, checks.min_doc_yield, what="doc yield")
     dups = seen.exact_duplicates
-    findings.expect(NO_EXACT_DUPLICATES.name, key, not dups,
+    # VILA does not deduplicate: with dedup off (always under the vila policy) copies are counted, not failed
+    findings.expect(NO_EXACT_DUPLICATES.name, key, not dups or not rules.dedup,
                     f"{len(dups)} duplicate image(s), e.g. {dups[0][1]} = {dups[0][0]}" if dups else "")
     findings.bound(NEAR_DUPLICATE_RATE.name, key, seen.near_duplicate_rate, checks.max_near_duplicate_rate,
                    at_least=False, what="near-duplicate rate")
@@ -249,7 +279,24 @@ def _check_core_shard(run: ShardedRun, key: str, result: MergeResult, seen: Shar
                     f"{len(seen.problems)} problem(s): " + "; ".join(seen.problems[:3]))
 
 
+def _check_train_layout(run: ShardedRun, layout: Mmc4Layout, world_size: int, checks: CoreShardChecks) -> Usable:
+    """What VILA's loader uses of the whole published pkl-core (every shard, not only this run's) at the
+    training world size; the loss is reported, never fixed (one pickle per source shard)."""
+    data_root = layout.data_root
+    counts = published_counts(data_root.url(layout.pkl_dir), getattr(data_root, "storage_options", None))
+    usable = usable_records([n for _, n in counts], world_size)
+    run.findings.expect(
+        USABLE_AT_WORLD_SIZE.name, "pkl-core", usable.share >= checks.min_usable_share,
+        f"{usable.usable} of {usable.total} records usable at world size {world_size} ({usable.share:.1%} < "
+        f"{checks.min_usable_share:.0%}): {usable.shards} shards, {usable.shards_read} read")
+    run.findings.add_metadata(USABLE_AT_WORLD_SIZE.name, world_size=world_size, total_records=usable.total,
+                              usable_records=usable.usable, lost_records=usable.lost, shards=usable.shards,
+                              shards_read=usable.shards_read, bound=checks.min_usable_share)
+    return usable
+
+
 def _core_metadata(layout: Mmc4Layout, key: str, stem: str, result: MergeResult, seen: ShardInspection) -> dict:
+    written = result.docs_kept > 0
     return {
         "docs_in": result.docs_in,
         "docs_invalid": result.docs_invalid,
@@ -258,10 +305,13 @@ def _core_metadata(layout: Mmc4Layout, key: str, stem: str, result: MergeResult,
         "doc_yield": round(result.doc_yield, 4),
         "images_out": result.images_kept,
         "image_yield": round(result.image_yield, 4),
+        "shared_url_slots": result.shared_slots,
+        "images_resized_to_vila_size": result.images_resized,
+        "exact_duplicates": len(seen.exact_duplicates),
         "near_duplicate_rate": round(seen.near_duplicate_rate, 4),
-        "pkl_bytes": os.path.getsize(layout.pkl(stem)),
+        "pkl_bytes": os.path.getsize(layout.pkl(stem)) if written else 0,
         "image_fates": counts_value("image fate", dict(result.fates)),
-        "pkl": path_value(layout.data_root, layout.pkl(stem)),
+        "pkl": path_value(layout.data_root, layout.pkl(stem)) if written else "none: no surviving doc",
         "docs_manifest": path_value(layout.data_root, layout.docs_manifest(key)),
     }
 
@@ -274,22 +324,30 @@ def _core_metadata(layout: Mmc4Layout, key: str, stem: str, result: MergeResult,
     deps=[mmc4_annotations, mmc4_images],
     check_specs=[c.spec("mmc4_core_shard") for c in CORE_SHARD_CHECKS],
     description="VILA-ready MMC4-core shard: pkl-core/<stem>.pkl (original docs in line order, "
-    "image_info[i].image_base64 added) + <stem>.count; filter policy all_or_nothing (VILA) or partial; "
-    "exact duplicates inside a shard removed. Per-doc fates in manifests/mmc4/docs.",
+    "image_info[i].image_base64 added) + <stem>.count. The `data_policy` resource decides the rules: vila = "
+    "VILA's scripts (all-or-nothing, no dedup, VILA's file-name and size rules); curated = partial docs "
+    "and in-shard dedup (run config switches). Per-doc fates in manifests/mmc4/docs.",
 )
 def mmc4_core_shard(
     context: dg.AssetExecutionContext,
     config: CoreShardConfig,
     data_root: DataRoot,
+    data_policy: DataPolicy,
 ) -> dg.MaterializeResult:
     layout = Mmc4Layout(data_root)
+    rules = rules_for(data_policy.policy, keep_partial_docs=config.keep_partial_docs,
+                      dedup_images=config.dedup_images)
     run = ShardedRun(context, CORE_SHARD_CHECKS)
     for key in run:
-        result, stem = _write_core_shard(layout, key, config.filter_policy)
+        result, stem = _write_core_shard(layout, key, rules)
         # read back from disk, the way VILA's loader will
-        seen = inspect_shard(layout.pkl_dir, stem, max_distance=config.checks.near_duplicate_distance)
-        _check_core_shard(run, key, result, seen, config.checks)
+        seen = inspect_shard(layout.pkl_dir, stem, max_distance=config.checks.near_duplicate_distance,
+                             expect_pair=result.docs_kept > 0)
+        _check_core_shard(run, key, result, seen, config.checks, rules)
         md = _core_metadata(layout, key, stem, result, seen)
         run.record(key, md, docs=result.docs_in, docs_out=result.docs_kept, images_out=result.images_kept,
-                   pkl_bytes=md["pkl_bytes"])
-    return run.result({"filter_policy": config.filter_policy})
+                   pkl_bytes=md["pkl_bytes"], exact_duplicates=md["exact_duplicates"])
+    usable = _check_train_layout(run, layout, data_policy.train_world_size, config.checks)
+    return run.result({"policy": data_policy.policy.value, "rules": dg.MetadataValue.json(asdict(rules)),
+                       "train_world_size": data_policy.train_world_size,
+                       "records_in_pkl_core": usable.total, "usable_records_at_world_size": usable.usable})

@@ -1,6 +1,5 @@
-"""Run config of the MMC4 assets, with production defaults; check thresholds in ``checks`` sections."""
-
-from typing import Literal
+"""Run config of the MMC4 assets, with production defaults; check thresholds in ``checks`` sections.
+Which rules merge a shard is the ``data_policy`` resource's choice; the switches here tune ``curated``."""
 
 import dagster as dg
 
@@ -20,12 +19,16 @@ class ImagesConfig(dg.Config):
 
 
 class CoreShardChecks(dg.Config):
-    min_doc_yield: float = 0.15  # docs written / docs read (all_or_nothing on today's web: ~0.2-0.3)
+    min_doc_yield: float = 0.15  # docs written / docs read (all-or-nothing on today's web: ~0.2-0.3)
     near_duplicate_distance: int = 3  # pHash hamming distance counted as a near duplicate
     max_near_duplicate_rate: float = 0.1
+    # records VILA's loader reads from pkl-core at data_policy.train_world_size / records there (a warning)
+    min_usable_share: float = 0.95
 
 
 class CoreShardConfig(dg.Config):
-    # all_or_nothing: VILA's rule (a doc survives only with every image); partial keeps docs with >= 1
-    filter_policy: Literal["all_or_nothing", "partial"] = "all_or_nothing"
+    # curated only (vila is all-or-nothing): keep docs with >= 1 surviving image, dropping the failed ones
+    keep_partial_docs: bool = True
+    # curated only (VILA never deduplicates): byte-identical images across a shard's docs, first kept wins
+    dedup_images: bool = True
     checks: CoreShardChecks = CoreShardChecks()

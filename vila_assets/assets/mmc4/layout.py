@@ -50,7 +50,8 @@ class Mmc4Layout:
         return self.shard_dir(key) / "crawl_fingerprint.json"
 
     def download_cache(self) -> Path:
-        """Shards downloaded from a URL source (hub sources use the hub's own cache)."""
+        """Shards downloaded from a URL template or copied from an fsspec source (hub sources use the hub's
+        own cache; local directories are read in place)."""
         return self.data_root.cache(FAMILY)
 
     def crawl_batch(self, label: str) -> Path:

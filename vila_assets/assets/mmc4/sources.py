@@ -9,9 +9,11 @@ from vila_assets.resources.hub import HubClient
 
 
 class Mmc4Source(dg.ConfigurableResource):
-    """``location``: ``hf:<repo>`` (default: the public ``jmhessel/mmc4-core-ff``; VILA's original
-    mmc4-core was withdrawn in Feb 2025), a local directory, or an http(s) URL template with ``{index}``.
-    ``revision``: branch, tag or commit of a hub repo (resolved to a sha and recorded per run)."""
+    """``location``: a hub repo ``hf:<org>/<name>`` (default: the public ``jmhessel/mmc4-core-ff``; VILA's
+    original mmc4-core was withdrawn in Feb 2025), a local directory (absolute, ``./``, ``~`` or
+    ``file://``), any other fsspec URL (``s3://bucket/mmc4``), or an http(s) URL template with ``{index}``.
+    Shards may sit at the top level or in a subfolder. ``revision``: branch, tag or commit of a hub repo
+    (resolved to a sha and recorded per run; ignored elsewhere)."""
 
     location: str = DEFAULT_LOCATION
     revision: str = "main"
