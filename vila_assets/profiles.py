@@ -21,7 +21,7 @@ from typing import Any
 import dagster as dg
 
 from vila_assets.assets.coyo.sources import CoyoSource
-from vila_assets.assets.llava.sources import LlavaSource
+from vila_assets.assets.llava.sources import ImageRootsSource, LlavaSource
 from vila_assets.assets.mmc4.sources import Mmc4Source
 from vila_assets.assets.sharegpt4v.sources import ShareGPT4VSource
 from vila_assets.assets.vflan.sources import FlanSource, M3itSource
@@ -74,6 +74,7 @@ def _source_resources(**overrides: Any) -> dict[str, Any]:
         "flan_source": FlanSource(),
         "m3it_source": M3itSource(),
         "llava_source": LlavaSource(),
+        "image_roots_source": ImageRootsSource(),
         "sharegpt4v_source": ShareGPT4VSource(),
     }
     base.update(overrides)
@@ -105,6 +106,7 @@ class WorldInfo:
 
     endpoint: str  # the fake hub, http://127.0.0.1:<port>
     scale: str = "demo"  # "test" or "demo"
+    archive_base: str | None = None  # the archive host (image-root archives at official paths), http://127.0.0.1:<port>
 
     def save(self, data_root: DataRoot) -> Path:
         from vila_assets.core.vila_format import write_json
@@ -123,6 +125,7 @@ class WorldInfo:
 def sample_world(world: WorldInfo, data_root: DataRoot) -> Profile:
     """Everything pointed at the sample world at ``world.endpoint``; outputs under ``data_root``."""
     from vila_assets.sample_world import sizes
+    from vila_assets.sample_world.archive_web import image_roots_source
     from vila_assets.sample_world.tiny_clip import TINY_CLIP_REPO, TINY_CLIP_THRESHOLD
 
     cache = data_root.cache()
@@ -139,7 +142,8 @@ def sample_world(world: WorldInfo, data_root: DataRoot) -> Profile:
             "data_policy": DataPolicy(train_world_size=sizes.TRAIN_WORLD_SIZE),
             **_source_resources(
                 flan_source=FlanSource(sample_size=sizes.flan_sample_size(world.scale)),
-                llava_source=LlavaSource(image_roots_repo=sizes.IMAGE_ROOTS_REPO),
+                # every official archive host (and OCR-VQA's cover host) mapped to the world's archive host
+                image_roots_source=image_roots_source(world.archive_base) if world.archive_base else ImageRootsSource(),
             ),
         },
         partitions={"coyo": sizes.coyo_demo_shards(world.scale)},

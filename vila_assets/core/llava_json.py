@@ -19,13 +19,15 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from vila_assets.core.atomic import atomic_open
+from vila_assets.core.policy import Difference
 from vila_assets.core.vila_format import RecordError, dump_json, validate_conversation_record
 
 _CHUNK = 1 << 20
 _WS = " \t\n\r"
 
-# Image roots as laid out under ./playground/data (LLaVA-1.5 README, ShareGPT4V data/ layout). Longest
-# match wins; a path under none of them reports its first two components.
+# Image roots as laid out under ./playground/data (LLaVA-1.5 README, ShareGPT4V data/ layout), in the order
+# the image-root assets list them. Longest match wins; a path under none of them reports its first two
+# components.
 KNOWN_IMAGE_ROOTS: tuple[str, ...] = (
     "coco/train2017",
     "gqa/images",
@@ -35,10 +37,20 @@ KNOWN_IMAGE_ROOTS: tuple[str, ...] = (
     "vg/VG_100K_2",
     "sam/images",
     "llava/llava_pretrain/images",
-    "share_textvqa/images",
+    "wikiart/images",
     "web-celebrity/images",
     "web-landmark/images",
-    "wikiart/images",
+    "share_textvqa/images",
+)
+
+# CC3M-595K and mix665k are the same under both data policies (VILA's README only renames and unzips them).
+POLICY_DIFFERENCES = (
+    Difference(
+        "llava", "CC3M-595K records whose image is missing from images.zip or does not decode",
+        "kept (`mv chat.json`); VILA's loader fails when it reaches one",
+        "left out and listed in the report (`drop_bad_images`); the upstream zip holds none, so the file is "
+        "chat.json's bytes",
+        "same as `vila`"),
 )
 
 
@@ -355,8 +367,11 @@ def loader_samples(
     ``convert("RGB")``; turns alternate human/gpt starting with human. Yields
     ``{"id", "images": [(w, h)], "turns"}`` per record.
     """
-    with open(data_path, encoding="utf-8") as fh:
-        data = json.load(fh)
+    try:
+        with open(data_path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RecordError(f"{data_path}: not a readable JSON file ({exc})") from exc
     if not isinstance(data, list):
         raise RecordError(f"{data_path}: top level is {type(data).__name__}, not a list")
     for i, rec in enumerate(data):

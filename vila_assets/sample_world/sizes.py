@@ -4,11 +4,11 @@ what differs from production because the miniature sources are small."""
 from __future__ import annotations
 
 from vila_assets.core.coyo import SHARD_KEYS
-from vila_assets.sample_world.sources.llava import IMAGE_ROOTS_REPO
 
-__all__ = ["COYO_SAMPLES_PER_PART", "TRAIN_WORLD_SIZE", "IMAGE_ROOTS_REPO", "coyo_demo_shards", "flan_sample_size"]
+__all__ = ["COYO_SAMPLES_PER_PART", "TRAIN_WORLD_SIZE", "coyo_demo_shards", "flan_sample_size"]
 
-# ~150 COYO samples survive in the sample world; parts of 32 show the equal-size + remainder layout.
+# ~150 COYO samples survive in the sample world; parts of 32 show both layouts (vila: exactly 32, the rest
+# dropped; curated: at most 32, laid out for TRAIN_WORLD_SIZE).
 COYO_SAMPLES_PER_PART = 32
 
 # the training world size the sample world's sharded outputs are laid out for

@@ -1,7 +1,8 @@
 """The sample world: builds every family's miniature source, then serves it on 127.0.0.1.
 
 ``with SampleWorld(directory) as world:`` starts the hostile image web, writes the sources (whose image
-URLs point at it) into a hub directory, trains (or reuses) the tiny CLIP model and publishes it as a hub
+URLs point at it) into a hub directory and the image-root archives beside it, starts the archive host
+serving those at the official URL paths (``archive_web``), trains (or reuses) the tiny CLIP model and publishes it as a hub
 model repo, and starts the fake hub. ``world.profile(data_root)`` is the ``sample_world`` deployment
 profile pointing every resource at it (``vila_assets.profiles``).
 """
@@ -37,6 +38,8 @@ class SampleWorld:
         self.families = families
         self._model_cache = Path(model_cache) if model_cache else None
         self.image_web = None
+        self.archive_web = None
+        self.archive_base: str | None = None
         self.hub: FakeHub | None = None
         self.image_base: str | None = None
         self.endpoint: str | None = None
@@ -73,12 +76,21 @@ class SampleWorld:
                 mod.build(ctx)
             if self.clip:
                 self._publish_tiny_clip()
+            self._start_archive_web()
             self.hub = FakeHub(self.hub_root)
             self.endpoint = self.hub.start()
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _start_archive_web(self) -> None:
+        from vila_assets.sample_world.archive_web import ARCHIVES_DIR, ArchiveWeb
+
+        self.archive_web = ArchiveWeb(self.directory / ARCHIVES_DIR)
+        self.archive_base = self.archive_web.start()
+        # the first download of COCO's train2017.zip is cut mid-body: fetching it shows a resumed download
+        self.archive_web.drop_once("/zips/train2017.zip")
 
     def _publish_tiny_clip(self) -> None:
         from vila_assets.sample_world.tiny_clip import TINY_CLIP_REPO, ensure_tiny_clip
@@ -97,6 +109,9 @@ class SampleWorld:
         if self.image_web is not None:
             self.image_web.stop()
             self.image_web = None
+        if self.archive_web is not None:
+            self.archive_web.stop()
+            self.archive_web = None
 
     def __enter__(self) -> "SampleWorld":
         return self.start()
@@ -110,7 +125,7 @@ class SampleWorld:
 
         if self.endpoint is None:
             raise RuntimeError("the sample world is not started")
-        return WorldInfo(endpoint=self.endpoint, scale=self.scale)
+        return WorldInfo(endpoint=self.endpoint, scale=self.scale, archive_base=self.archive_base)
 
     def profile(self, data_root):
         """The ``sample_world`` profile over ``data_root`` (a path, or a ``DataRoot`` resource)."""

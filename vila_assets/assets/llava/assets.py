@@ -1,14 +1,13 @@
-"""LLaVA data for projector alignment (CC3M-595K) and SFT (LLaVA-1.5 mix665k), plus their image roots.
+"""LLaVA data for projector alignment (CC3M-595K) and SFT (LLaVA-1.5 mix665k); the image roots they and
+ShareGPT4V need are ``image_roots.py``.
 
-Assets:
-- ``sft_image_roots``: image roots (``coco/train2017``, ``gqa/images``...) under ``playground/data``, fetched
-  from the hub repo of per-root zips that ``llava_source.image_roots_repo`` names (the sample world
-  publishes one; empty: none configured, nothing is fetched).
-- ``llava_cc3m_595k``: ``chat.json`` + ``images.zip`` (revision-pinned), safely unzipped, published as
+Assets (sources: ``llava_source``, each a hub repo at a pinned revision, a local directory or an fsspec URL):
+- ``llava_cc3m_595k``: ``chat.json`` + ``images.zip``, safely unzipped, published as
   ``LLaVA-Pretrain/LLaVA-CC3M-Pretrain-595K.json`` + ``images/``; records whose image is missing or does not
-  decode are reported and left out, so the loader never meets them.
-- ``llava_mix665k``: ``llava_v1_5_mix665k.json`` at its registry path after a schema check of every record;
-  reports which image roots it references and how many of those images are present.
+  decode are reported and left out, so the loader never meets them. With none left out, the published file
+  is ``chat.json``'s bytes (VILA's ``mv``).
+- ``llava_mix665k``: ``llava_v1_5_mix665k.json`` at its registry path after a schema check of every record
+  (upstream's bytes when every record is valid); reports how many images it references per image root.
 
 Malformed records fail the run, naming file, record index and id (``strict``; turn it off to publish the
 valid records and count the rest). Every published JSON file is read back from disk for its checks
@@ -16,7 +15,6 @@ valid records and count the rest). Every published JSON file is read back from d
 """
 
 
-import json
 import shutil
 from pathlib import Path
 
@@ -32,8 +30,7 @@ from vila_assets.assets.llava.checks import (
 )
 from vila_assets.assets.llava.config import Cc3mConfig, RecordsConfig
 from vila_assets.assets.llava.layout import FAMILY, LlavaLayout
-from vila_assets.assets.llava.metadata import presence_table
-from vila_assets.assets.llava.sources import CC3M_CHAT, CC3M_IMAGES_ZIP, IMAGE_ROOTS_INDEX, MIX665K_FILE, LlavaSource
+from vila_assets.assets.llava.sources import CC3M_CHAT, CC3M_IMAGES_ZIP, MIX665K_FILE, LlavaSource
 from vila_assets.core.atomic import atomic_path
 from vila_assets.core.llava_json import (
     ValidationReport,
@@ -44,8 +41,10 @@ from vila_assets.core.llava_json import (
     validate_file,
     write_json_array,
 )
-from vila_assets.core.safe_zip import ZipLimits, safe_extract, safe_relpath
+from vila_assets.core.safe_zip import UnsafeZipError, ZipLimits, safe_extract
+from vila_assets.core.source_tree import SourceError, SourceTree
 from vila_assets.core.vila_format import RecordError, write_json
+from vila_assets.core.hub import HubError
 from vila_assets.resources.hub import HubClient
 from vila_assets.resources.storage import DataRoot
 
@@ -54,50 +53,20 @@ def fail_on_record_error(exc: RecordError) -> dg.Failure:
     return dg.Failure(description=f"malformed input record: {exc}", metadata={"error": str(exc)})
 
 
-# --- image roots -------------------------------------------------------------------------------------------
+def fetch_source(tree: SourceTree, relpath: str) -> Path:
+    """One file of a source tree; an unreachable source or missing file fails the run, naming both."""
+    try:
+        return tree.fetch(relpath)
+    except (SourceError, HubError) as exc:
+        raise dg.Failure(description=f"cannot read {tree.describe(relpath)}: {exc}") from exc
 
 
-def _extract_image_roots(context: dg.AssetExecutionContext, hub: HubClient, repo: str, sha: str,
-                         layout: LlavaLayout) -> list[tuple[str, int]]:
-    """Every root in ``repo``'s index, safely unzipped into place and published: ``(root, files)`` each."""
-    index = json.loads(hub.download(repo, IMAGE_ROOTS_INDEX, sha).read_text())
-    fetched = []
-    for root, zip_name in sorted(index.items()):
-        try:
-            rel = safe_relpath(root).as_posix()
-        except ValueError as exc:
-            raise dg.Failure(f"{repo}@{sha} {IMAGE_ROOTS_INDEX}: root {root!r}: {exc}") from None
-        dest = layout.image_root(rel)
-        summary = safe_extract(hub.download(repo, zip_name, sha), dest)
-        layout.data_root.publish_dir(dest)
-        fetched.append((rel, summary.files))
-        context.log.info("extracted %s files into %s", summary.files, dest)
-    return fetched
-
-
-@dg.asset(
-    group_name=FAMILY,
-    kinds={"python", "json"},
-    description="Image roots under playground/data (coco/train2017, gqa/images, ...) from a hub repo of zips.",
-)
-def sft_image_roots(
-    context: dg.AssetExecutionContext, hub: HubClient, llava_source: LlavaSource, data_root: DataRoot
-) -> dg.MaterializeResult:
-    layout = LlavaLayout(data_root)
-    repo = llava_source.image_roots_repo
-    sha = hub.resolve_revision(repo, llava_source.image_roots_revision) if repo else None
-    fetched = _extract_image_roots(context, hub, repo, sha, layout) if repo else []
-    md = {
-        "images_repo": repo or "(none configured)",
-        "roots_fetched": len(fetched),
-        "images": sum(n for _, n in fetched),
-        "path": path_value(data_root, layout.image_root()),
-    }
-    if sha:
-        md["revision_sha"] = sha
-    if fetched:
-        md["roots"] = md_table(("root", "images"), fetched)
-    return dg.MaterializeResult(metadata=md)
+def source_metadata(tree: SourceTree) -> dict:
+    """Where a run read from: the location and, for a hub repo, the commit it was pinned to."""
+    md = {"source": tree.describe()}
+    if tree.revision:
+        md["revision_sha"] = tree.revision
+    return md
 
 
 # --- CC3M-595K ----------------------------------------------------------------------------------------------
@@ -115,8 +84,19 @@ def _cc3m_image_names(chat: Path, strict: bool, report: ValidationReport) -> set
     return names
 
 
-def _write_cc3m(chat: Path, out: Path, dropped: dict[str, str]) -> int:
-    """Pass 2: the valid records, without those whose image is in ``dropped``."""
+def _copy_verbatim(src: Path, out: Path) -> None:
+    with atomic_path(out) as tmp:
+        shutil.copyfile(src, tmp)
+
+
+def _write_cc3m(chat: Path, out: Path, report: ValidationReport, dropped: dict[str, str]) -> int:
+    """Pass 2: the valid records, without those whose image is in ``dropped``; with nothing left out,
+    ``chat.json``'s own bytes (VILA renames the file)."""
+    names = _image_names_in(chat) if dropped else set()
+    if not report.invalid and not (names & set(dropped)):
+        _copy_verbatim(chat, out)
+        return report.records
+
     def keep(rec: dict) -> bool:
         image = rec.get("image")
         return not (isinstance(image, str) and image in dropped)
@@ -124,12 +104,17 @@ def _write_cc3m(chat: Path, out: Path, dropped: dict[str, str]) -> int:
     return write_json_array(out, (r for r in check_records(chat, iter_json_array(chat), strict=False) if keep(r)))
 
 
-def _cc3m_metadata(sha: str, report: ValidationReport, n: int, extracted_files: int, problems: dict[str, str],
+def _image_names_in(chat: Path) -> set[str]:
+    records = check_records(chat, iter_json_array(chat), strict=False)
+    return {r["image"] for r in records if isinstance(r.get("image"), str)}
+
+
+def _cc3m_metadata(source: dict, report: ValidationReport, n: int, extracted_files: int, problems: dict[str, str],
                    layout: LlavaLayout) -> dict:
     missing = sum(1 for p in problems.values() if p == "missing")
     url = layout.data_root.url
     return {
-        "revision_sha": sha,
+        **source,
         "records_in": report.records,
         "records": n,
         "invalid_records": report.invalid,
@@ -145,6 +130,14 @@ def _cc3m_metadata(sha: str, report: ValidationReport, n: int, extracted_files: 
     }
 
 
+def _extract_cc3m(images_zip: Path, layout: LlavaLayout, config: Cc3mConfig):
+    limits = ZipLimits(max_entries=config.max_zip_entries, max_total_bytes=config.max_zip_bytes)
+    try:
+        return safe_extract(images_zip, layout.cc3m_images, limits)
+    except UnsafeZipError as exc:
+        raise dg.Failure(description=str(exc)) from exc
+
+
 @dg.asset(
     group_name=FAMILY,
     kinds={"python", "json"},
@@ -156,25 +149,23 @@ def llava_cc3m_595k(
     data_root: DataRoot,
 ) -> dg.MaterializeResult:
     layout = LlavaLayout(data_root)
-    repo = llava_source.cc3m_repo
-    sha = hub.resolve_revision(repo, llava_source.cc3m_revision)
-    chat = hub.download(repo, CC3M_CHAT, sha)
-    images_zip = hub.download(repo, CC3M_IMAGES_ZIP, sha)
+    tree = llava_source.tree("cc3m", hub, data_root)
+    chat, images_zip = fetch_source(tree, CC3M_CHAT), fetch_source(tree, CC3M_IMAGES_ZIP)
+    source = source_metadata(tree)
     report = ValidationReport(Path(chat))
     names = _cc3m_image_names(chat, config.strict, report)
     # only now touch the images: a malformed chat.json leaves the previous tree in place
-    limits = ZipLimits(max_entries=config.max_zip_entries, max_total_bytes=config.max_zip_bytes)
-    extracted = safe_extract(images_zip, layout.cc3m_images, limits)
+    extracted = _extract_cc3m(images_zip, layout, config)
     problems = image_problems(layout.cc3m_images, sorted(names))
-    n = _write_cc3m(chat, layout.cc3m_json, problems if config.drop_bad_images else {})
+    n = _write_cc3m(chat, layout.cc3m_json, report, problems if config.drop_bad_images else {})
     write_json(layout.cc3m_report,
-               {"revision_sha": sha, "problems": dict(sorted(problems.items())), "invalid_records": report.problems})
+               {**source, "problems": dict(sorted(problems.items())), "invalid_records": report.problems})
     data_root.publish_dir(layout.cc3m_images)  # before the JSON that points at them
     data_root.publish(layout.cc3m_json, layout.cc3m_report)
     findings = Findings(CC3M_CHECKS)
     record_json_output_findings(findings, layout.cc3m_json, layout.cc3m_images, n)
     record_images_decode(findings, layout.cc3m_json, layout.cc3m_images)
-    return dg.MaterializeResult(metadata=_cc3m_metadata(sha, report, n, extracted.files, problems, layout),
+    return dg.MaterializeResult(metadata=_cc3m_metadata(source, report, n, extracted.files, problems, layout),
                                 check_results=findings.results())
 
 
@@ -184,58 +175,50 @@ def llava_cc3m_595k(
 def _write_mix665k(src: Path, out: Path, report: ValidationReport) -> int:
     if report.invalid:
         return write_json_array(out, check_records(src, iter_json_array(src), strict=False))
-    with atomic_path(out) as tmp:  # every record is valid: publish upstream's bytes unchanged
-        shutil.copyfile(src, tmp)
+    _copy_verbatim(src, out)  # every record is valid: publish upstream's bytes unchanged
     return report.records
 
 
-def _roots_report(sha: str, published: ValidationReport, src: ValidationReport) -> dict:
-    return {
-        "revision_sha": sha,
-        "roots": [
-            {"root": r.root, "referenced": r.referenced, "present": r.present, "folder_exists": r.root_exists}
-            for r in published.presence
-        ],
-        "missing_examples": published.missing_images,
-        "invalid_records": src.problems,
-    }
+def _roots_report(source: dict, published: ValidationReport, src: ValidationReport) -> dict:
+    return {**source, "roots": dict(sorted(published.roots.items())), "invalid_records": src.problems}
+
+
+def _referenced_table(report: ValidationReport) -> dg.MetadataValue:
+    return md_table(("image root", "images referenced"), [(f"`{r}`", n) for r, n in sorted(report.roots.items())])
 
 
 @dg.asset(
     group_name=FAMILY,
     kinds={"python", "json"},
-    deps=[sft_image_roots],
     check_specs=[c.spec("llava_mix665k") for c in MIX665K_CHECKS],
-    description="LLaVA-1.5 mix665k (SFT) at its registry path, every record schema-checked; image-root report.",
+    description="LLaVA-1.5 mix665k (SFT) at its registry path, every record schema-checked; images per root.",
 )
 def llava_mix665k(
     context: dg.AssetExecutionContext, config: RecordsConfig, hub: HubClient, llava_source: LlavaSource,
     data_root: DataRoot,
 ) -> dg.MaterializeResult:
     layout = LlavaLayout(data_root)
-    repo = llava_source.instruct_repo
-    sha = hub.resolve_revision(repo, llava_source.instruct_revision)
-    src = hub.download(repo, MIX665K_FILE, sha)
+    tree = llava_source.tree("instruct", hub, data_root)
+    src, source = fetch_source(tree, MIX665K_FILE), source_metadata(tree)
     try:
         src_report = validate_file(src, strict=config.strict)
     except RecordError as exc:
         raise fail_on_record_error(exc) from None
     n = _write_mix665k(src, layout.mix665k_json, src_report)
     findings = Findings(MIX665K_CHECKS)
-    # the published file read back: its counts and image presence are what VILA will see
+    # the published file read back: its counts are what VILA will see (its images: sft_image_roots' coverage)
     published = record_json_output_findings(findings, layout.mix665k_json, layout.mix665k_images, n)
-    write_json(layout.mix665k_report, _roots_report(sha, published, src_report))
+    write_json(layout.mix665k_report, _roots_report(source, published, src_report))
     data_root.publish(layout.mix665k_json, layout.mix665k_report)
     metadata = {
-        "revision_sha": sha,
+        **source,
         "records": n,
         "invalid_records": src_report.invalid,
         "with_image": published.with_image,
         "text_only": published.text_only,
         "duplicate_conversations": published.duplicate_conversations,
         "images_referenced": published.images,
-        "images_missing": published.images_missing,
-        "image_roots": presence_table(published.presence),
+        "image_roots": _referenced_table(published),
         "path": path_value(data_root, layout.mix665k_json),
         "sha256": sha256_file(layout.mix665k_json),
     }

@@ -15,21 +15,24 @@ COUNTS = Check("counts", "the published file holds the records this run wrote")
 NO_IDENTICAL_CONVERSATIONS = Check(
     "no_identical_conversations", "no two records with the same images and turns (upstream data: reported)", warn=True)
 IMAGES_PRESENT = Check("images_present", "every referenced image exists under the registry image_path")
-# the SFT files reference image roots that come from elsewhere (sft_image_roots): a gap is reported, not fatal
+# for a file whose image roots come from elsewhere (sft_image_roots): a gap is reported, not fatal
 IMAGES_PRESENT_WARN = dataclasses.replace(IMAGES_PRESENT, warn=True)
 IMAGES_DECODE = Check("images_decode", "every published record's image opens and decodes")
+COVERAGE = Check("coverage", "each image root holds the images mix665k and the ShareGPT4V outputs reference there")
 
 JSON_OUTPUT_CHECKS = (SCHEMA, COUNTS, NO_IDENTICAL_CONVERSATIONS)
 CC3M_CHECKS = (*JSON_OUTPUT_CHECKS, IMAGES_PRESENT, IMAGES_DECODE)
-MIX665K_CHECKS = (*JSON_OUTPUT_CHECKS, IMAGES_PRESENT_WARN)
+MIX665K_CHECKS = JSON_OUTPUT_CHECKS
+IMAGE_ROOT_CHECKS = (COVERAGE,)
 
 
 def record_json_output_findings(findings: Findings, path: Path, image_folder: Path,
                                 expected_records: int) -> ValidationReport:
     """Reads the published ``path`` back (images resolved against ``image_folder``) and records ``schema``,
-    ``counts`` (against the ``expected_records`` the run wrote), ``no_identical_conversations`` and
-    ``images_present``. Returns the read-back report, for the asset's metadata."""
-    report = validate_file(path, strict=False, image_folder=image_folder)
+    ``counts`` (against the ``expected_records`` the run wrote), ``no_identical_conversations`` and, when the
+    asset declares it, ``images_present``. Returns the read-back report, for the asset's metadata."""
+    presence = IMAGES_PRESENT.name in findings.checks
+    report = validate_file(path, strict=False, image_folder=image_folder if presence else None)
     subject = path.name
     findings.expect(SCHEMA.name, subject, report.invalid == 0,
                     f"{report.invalid} of {report.records} records break the contract: " + "; ".join(report.problems[:3]))
@@ -42,7 +45,8 @@ def record_json_output_findings(findings: Findings, path: Path, image_folder: Pa
                     f"{report.duplicate_conversations} records repeat an earlier conversation")
     findings.add_metadata(NO_IDENTICAL_CONVERSATIONS.name, duplicates=report.duplicate_conversations,
                           duplicate_ids=report.duplicate_ids)
-    _record_presence(findings, subject, report)
+    if presence:
+        _record_presence(findings, subject, report)
     return report
 
 

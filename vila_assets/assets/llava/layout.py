@@ -3,6 +3,7 @@ and the image folders they resolve images against) and the family's reports."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,3 +56,17 @@ class LlavaLayout:
     @property
     def mix665k_report(self) -> Path:
         return self.data_root.reports(FAMILY, "mix665k_image_roots.json")
+
+    def root_report(self, root: str) -> Path:
+        """What fetching ``root`` did and found: archives, coverage, every missing name."""
+        return self.data_root.reports(FAMILY, "image_roots", root.replace("/", "__") + ".json")
+
+    def archive_cache(self, url: str) -> Path:
+        """Where an archive downloaded from ``url`` is kept while (and, on request, after) it is unpacked."""
+        key = hashlib.sha256(url.encode()).hexdigest()[:16]
+        return self.data_root.cache(FAMILY, "archives", key, url.rstrip("/").rsplit("/", 1)[-1] or "archive")
+
+    @property
+    def cover_crawl(self) -> Path:
+        """The OCR-VQA cover crawl's folder: its checkpoint lets a retried run resume."""
+        return self.data_root.staging(FAMILY, "ocr_vqa_covers")
