@@ -50,7 +50,7 @@ def test_an_fsspec_url_gives_a_remote_data_root(tmp_path):
 
 def test_sample_world_profile_points_every_source_at_the_world(tmp_path):
     root = LocalDataRoot(root=str(tmp_path))
-    WorldInfo(endpoint="http://127.0.0.1:1234", scale="test").save(root)
+    WorldInfo(endpoint="http://127.0.0.1:1234", scale="test", archive_base="http://127.0.0.1:4321").save(root)
     p = load_profile("sample_world", str(tmp_path))
     assert p.resources["hub"].endpoint == "http://127.0.0.1:1234"
     clip = p.resources["clip"]
@@ -58,7 +58,9 @@ def test_sample_world_profile_points_every_source_at_the_world(tmp_path):
     assert clip.min_fresh_score != production().resources["clip"].min_fresh_score  # the tiny model's own scale
     assert p.resources["crawler"].allow_networks == [LOOPBACK]
     assert p.resources["flan_source"].sample_size < 1_000_000
-    assert p.resources["llava_source"].image_roots_repo
+    mirrors = p.resources["image_roots_source"].mirrors
+    assert mirrors and set(mirrors.values()) == {"http://127.0.0.1:4321"}  # every official archive host
+    assert p.resources["data_policy"].train_world_size < production().resources["data_policy"].train_world_size
 
 
 def test_sample_world_profile_without_a_served_world_names_the_missing_file(tmp_path):
