@@ -8,11 +8,11 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from vila_assets.core.policy import FAMILY_MODULES, Policy, as_policy, differences, differences_markdown
+from vila_assets.core.policy import FAMILY_MODULES, README_MARKERS, Policy, as_policy, differences, differences_markdown
 from vila_assets.resources.policy import DataPolicy
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-START, END = "<!-- policy-table:start -->", "<!-- policy-table:end -->"
+START, END = README_MARKERS
 
 
 def test_readme_policy_table_is_the_generated_one():
@@ -20,7 +20,7 @@ def test_readme_policy_table_is_the_generated_one():
     assert START in text and END in text, "README lacks the data-policy table markers"
     table = text.split(START, 1)[1].split(END, 1)[0].strip()
     assert table == differences_markdown(), ("README's policy table differs from the code; regenerate it with "
-                                              "`python -m vila_assets.core.policy`")
+                                              "`python -m vila_assets.core.policy --update-readme README.md`")
 
 
 def test_every_family_declares_its_differences():

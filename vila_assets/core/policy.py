@@ -75,5 +75,27 @@ def as_policy(value: Policy | str) -> Policy:
         raise ValueError(f"unknown data policy {value!r}; have {', '.join(p.value for p in Policy)}") from None
 
 
-if __name__ == "__main__":  # print the README's table
-    print(differences_markdown())
+README_MARKERS = ("<!-- policy-table:start -->", "<!-- policy-table:end -->")
+
+
+def update_readme(path: str) -> None:
+    """Rewrite the table between the README's policy-table markers."""
+    from vila_assets.core.atomic import atomic_write_text
+
+    with open(path, encoding="utf-8") as fh:
+        text = fh.read()
+    start, end = README_MARKERS
+    if start not in text or end not in text:
+        raise ValueError(f"{path}: no {start} ... {end} markers")
+    head, rest = text.split(start, 1)
+    tail = rest.split(end, 1)[1]
+    atomic_write_text(path, f"{head}{start}\n{differences_markdown()}\n{end}{tail}")
+
+
+if __name__ == "__main__":  # `python -m vila_assets.core.policy [--update-readme README.md]`
+    import sys
+
+    if len(sys.argv) == 3 and sys.argv[1] == "--update-readme":
+        update_readme(sys.argv[2])
+    else:
+        print(differences_markdown())
