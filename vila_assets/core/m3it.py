@@ -263,6 +263,8 @@ def _parse(raw: bytes) -> dict:
     data = json.loads(raw.decode("utf-8"))
     if not isinstance(data, dict):
         raise ValueError(f"a JSON {type(data).__name__}, not an object")
+    if b"\\u" in raw:  # only an escape can smuggle in a lone surrogate, which no UTF-8 writer accepts
+        json.dumps(data, ensure_ascii=False).encode("utf-8")  # UnicodeEncodeError is a ValueError
     return data
 
 

@@ -253,7 +253,7 @@ def iter_lines(path: Path, display: str | None = None) -> Iterator[tuple[str, in
             raise Mmc4FormatError(f"{display}: expected one .jsonl member in the zip, found {members}")
         try:
             fh = zf.open(members[0])
-        except (zipfile.BadZipFile, NotImplementedError, RuntimeError) as exc:
+        except (zipfile.BadZipFile, NotImplementedError, RuntimeError, OSError, EOFError) as exc:
             raise Mmc4FormatError(f"{display}!{members[0]}: cannot open the zip member ({exc})") from None
         yield from _numbered(fh, f"{display}!{members[0]}")
 
@@ -314,6 +314,16 @@ def doc_problem(doc) -> str | None:
     for r, row in enumerate(sim):
         if not isinstance(row, list) or not all(_is_number(v) for v in row):
             return f"similarity_matrix row {r} is not a list of numbers"
+    return _utf8_problem(doc)
+
+
+def _utf8_problem(doc: dict) -> str | None:
+    """JSON may escape a lone surrogate (``\\ud800``), which no UTF-8 writer (Parquet, the tokenizer)
+    accepts: one such string would crash the whole shard's crawl input, so the doc is refused here."""
+    try:
+        json.dumps(doc, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"text is not valid UTF-8 (lone surrogate {exc.object[exc.start:exc.end]!r})"
     return None
 
 

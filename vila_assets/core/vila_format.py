@@ -130,7 +130,7 @@ def write_pickle_shard(directory: str | os.PathLike[str], stem: str, records: It
     or with a finished ``.pkl`` not yet counted (the loader only opens counted shards); a rerun
     completes the pair.
     """
-    if "/" in stem or stem.startswith(".") or "\\" in stem:
+    if not stem or "/" in stem or stem.startswith(".") or "\\" in stem or "\0" in stem:
         raise ValueError(f"bad shard stem {stem!r}")
     directory = Path(directory)
     tmp = shard_tmp_dir(directory)
@@ -290,4 +290,16 @@ def validate_conversation_record(rec: Any, *, where: str) -> list[str]:
         problems.append(f"{tag}: {n_image_tokens} <image> tokens for {n_images} image(s)")
     if not n_images and n_image_tokens:
         problems.append(f"{tag}: {n_image_tokens} <image> token(s) but no 'image'")
-    return problems
+    return problems + _utf8_problems(rec, tag)
+
+
+def _utf8_problems(rec: dict, tag: str) -> list[str]:
+    """A lone surrogate (JSON allows the escape ``\\ud800``) cannot be written as UTF-8: the record
+    would crash the writer of the published file and the tokenizer, so it is refused here."""
+    try:
+        dump_json(rec).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return [f"{tag}: text is not valid UTF-8 (lone surrogate {exc.object[exc.start:exc.end]!r})"]
+    except (TypeError, ValueError) as exc:  # not JSON data at all (only possible for records built in code)
+        return [f"{tag}: not JSON-serialisable ({exc})"]
+    return []
