@@ -1,11 +1,13 @@
 """Peak RSS of the COYO top-20 % selection on a synthetic 5M-row shard (target: <= 250 MB).
 
-    .venv/bin/python bench/coyo_select_rss.py [--rows 5000000] [--bucket-rows 250000] [--dir bench/out/coyo]
+    .venv/bin/python bench/coyo_select_rss.py [--rows 5000000] [--bucket-rows 50000] [--policy curated|vila]
+                                              [--dir bench/out/coyo]
 
 The shard is generated once (cached in ``--dir``); the selection then runs in a fresh child process so its
-peak RSS (``ru_maxrss`` of that child: interpreter + polars + numpy included) is measured alone, once with
-default allocator settings and once with jemalloc's page decay at 0 (``_RJEM_MALLOC_CONF``, see below). The
-last line is ``coyo_select_peak_rss_mb: X`` for the latter, the setting the run environment should carry.
+peak RSS (``ru_maxrss`` of that child: interpreter + pyarrow + numpy included) is measured alone, once with
+pyarrow's default memory pool and once with the system allocator (``ARROW_DEFAULT_MEMORY_POOL=system``),
+which hands freed pages back sooner. The last line is ``coyo_select_peak_rss_mb (<policy>): X`` for the
+default pool.
 """
 
 from __future__ import annotations
@@ -18,16 +20,14 @@ import sys
 import time
 from pathlib import Path
 
-# polars allocates through jemalloc, which by default keeps freed pages for ~10 s; between the streaming passes
-# that retention, not live data, is most of the peak. Decay 0 returns them at once (set it in the run's env).
-JEMALLOC_DECAY = {"_RJEM_MALLOC_CONF": "dirty_decay_ms:0,muzzy_decay_ms:0"}
+ALLOCATORS = (("pyarrow default pool", {}), ("system allocator", {"ARROW_DEFAULT_MEMORY_POOL": "system"}))
 
 CHILD = """
 import json, resource, sys, time
 from vila_assets.core.coyo import SelectionConfig, select_top, verify_selection
-shard, out, bucket = sys.argv[1], sys.argv[2], int(sys.argv[3])
+shard, out, bucket, policy = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 t = time.perf_counter()
-s = select_top(shard, out, SelectionConfig(bucket_rows=bucket))
+s = select_top(shard, out, SelectionConfig(policy=policy, bucket_rows=bucket))
 elapsed = time.perf_counter() - t
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 problems = verify_selection(shard, out, s)
@@ -40,6 +40,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=5_000_000)
     ap.add_argument("--bucket-rows", type=int, default=50_000)
+    ap.add_argument("--policy", default="curated", choices=["curated", "vila"])
     ap.add_argument("--dir", default="bench/out/coyo")
     args = ap.parse_args()
 
@@ -53,9 +54,10 @@ def main() -> None:
         write_synthetic_shard(shard, args.rows)
         print(f"generated {shard} ({shard.stat().st_size / 2**20:.0f} MiB) in {time.perf_counter() - t:.1f}s")
     results = {}
-    for label, extra in (("default allocator settings", {}), ("jemalloc decay 0", JEMALLOC_DECAY)):
+    for label, extra in ALLOCATORS:
         res = subprocess.run(
-            [sys.executable, "-c", CHILD, str(shard), str(out_dir / f"selection-{args.rows}.parquet"), str(args.bucket_rows)],
+            [sys.executable, "-c", CHILD, str(shard), str(out_dir / f"selection-{args.rows}.parquet"),
+             str(args.bucket_rows), args.policy],
             check=True,
             capture_output=True,
             text=True,
@@ -68,7 +70,7 @@ def main() -> None:
               f"max rows held {s['max_rows_held']:,}")
         print(f"[{label}] selection {result['seconds']}s; peak RSS {result['peak_rss_mb']:.1f} MB; "
               f"verify problems: {result['verify_problems'] or 'none'}")
-    print(f"coyo_select_peak_rss_mb: {results['jemalloc decay 0']['peak_rss_mb']:.1f}")
+    print(f"coyo_select_peak_rss_mb ({args.policy}): {results[ALLOCATORS[0][0]]['peak_rss_mb']:.1f}")
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from tests.dagster_runs import (
 from vila_assets.assets.coyo.layout import CoyoLayout
 from vila_assets.core import coyo
 from vila_assets.core.coyo_rescore import DROP_BELOW
+from vila_assets.core.train_layout import usable_records
 from vila_assets.core.vila_format import decode_base64_image, loader_shards
 from vila_assets.definitions import build_definitions
 from vila_assets.profiles import data_root_at
@@ -42,7 +43,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def coyo_run(sample_world, tmp_path_factory):
-    """One ranged run over three shards, then the split into parts of 8."""
+    """One ranged run over three shards, then the split into parts of at most 8 (the default curated policy,
+    the sample world's training world size of 4)."""
     data_root = tmp_path_factory.mktemp("coyo") / "data"
     defs = defs_for(sample_world, data_root)
     with dg.instance_for_test() as instance:
@@ -85,6 +87,10 @@ def test_ranged_run_succeeds_and_checks_report(coyo_run):
     assert not short.passed and short.severity == dg.AssetCheckSeverity.WARN
     assert "00002: " in short.description and "short of 8" in short.description
     assert "00000" not in short.description and "00001" not in short.description
+    # Shard 00001 repeats two ids: named (a WARN check), one row per id kept under the default curated policy.
+    repeats = checks["coyo_selection:ids_unique"]
+    assert not repeats.passed and repeats.severity == dg.AssetCheckSeverity.WARN
+    assert "00001: 2 row(s) repeat an id" in repeats.description and "2 left out" in repeats.description
     inst = coyo_run["instance"]
     for asset in SHARD_ASSETS:
         assert inst.get_materialized_partitions(dg.AssetKey(asset)) == set(RANGE)
@@ -132,20 +138,23 @@ def test_per_shard_pickle_is_vila_records_in_rank_order(coyo_run):
             assert decode_base64_image(r["image"]).mode == "RGB"
 
 
-def test_split_parts_are_equal_size_but_one_remainder_and_readable_like_lazycoyodataset(coyo_run):
+def test_curated_split_parts_lose_no_record_at_the_world_size_and_read_like_lazycoyodataset(coyo_run):
     res = coyo_run["split"]
     assert res.success, failure_text(res)
-    assert check_results(res)["coyo_split:vila_contract"].passed
+    checks = check_results(res)
+    assert checks["coyo_split:vila_contract"].passed
     out = coyo_run["layout"].split_dir()
     assert out == coyo_run["data_root"] / "playground" / "data" / "coyo-700m" / "pkl02-split"
     names = os.listdir(out)
     assert all(re.fullmatch(r"part-\d{5}\.(pkl|count)", n) for n in names)
     shards = loader_shards(out)
     sizes = [s.count for s in shards]
-    assert len(shards) == len(names) // 2 >= 2
-    assert all(n == 8 for n in sizes[:-1]) and 0 < sizes[-1] <= 8
+    # the sample world profile trains on 4 ranks: a multiple of 4 parts of at most 8, every record usable
+    assert len(shards) == len(names) // 2 and len(shards) % 4 == 0 and max(sizes) <= 8
+    world = checks["coyo_split:train_world_size"]
+    assert world.passed and world.metadata["lost"].value == 0 and world.metadata["world_size"].value == 4
+    assert usable_records(sizes, 4, 4).usable == sum(sizes)
     kept = _manifests(coyo_run["layout"]).filter(pl.col("kept"))
-    assert sum(sizes) == kept.height  # nothing dropped, the short last part included
     ids = []
     for s in shards:  # LazyCoyoDataset: counts index the loaded list; text (or caption) + base64 JPEG -> RGB
         with open(s.pkl, "rb") as fh:
@@ -155,10 +164,13 @@ def test_split_parts_are_equal_size_but_one_remainder_and_readable_like_lazycoyo
             assert isinstance(rec.get("text", rec.get("caption")), str)
             assert decode_base64_image(rec["image"]).mode == "RGB"
             ids.append(rec["id"])
-    assert ids == kept.sort(["shard", "rank"])["id"].to_list()  # shard order, then rank
-    assert pl.read_parquet(coyo_run["layout"].split_manifest())["id"].to_list() == ids
+    in_order = kept.sort(["shard", "rank"])["id"].to_list()  # shard order, then rank
     md = materializations(res)["coyo_split"]
-    assert md["remainder"] == sizes[-1] % 8
+    assert md["policy"] == "curated" and md["records"] == kept.height and md["dropped"] == 0
+    assert ids == in_order + in_order[: md["padded"]]  # every kept record, then the first ones repeated
+    assert sum(sizes) == md["samples"] == kept.height + md["padded"]
+    manifest = pl.read_parquet(coyo_run["layout"].split_manifest())
+    assert manifest["id"].to_list() == ids and manifest["repeat"].sum() == md["padded"]
     assert md["shards_used"] == 3 and md["shards_missing"] == 125
     assert md["missing_shards"] == "00003-00127"
 
@@ -175,7 +187,7 @@ def test_rerun_gives_identical_selection_and_split_and_removes_stale_parts(coyo_
     assert {p.name: p.read_bytes() for p in out.iterdir()} == split_before
     res = run(defs, inst, ["coyo_split"], run_config=op_config("coyo_split", samples_per_part=1000))
     assert res.success, failure_text(res)
-    assert sorted(os.listdir(out)) == ["part-00000.count", "part-00000.pkl"]
+    assert sorted(os.listdir(out)) == sorted(f"part-{i:05d}.{e}" for i in range(4) for e in ("pkl", "count"))
     assert run(defs, inst, ["coyo_split"], run_config=SPLIT_OF_8).success  # leave the 8-per-part split in place
 
 

@@ -20,7 +20,8 @@ from vila_assets.core.coyo_rescore import (
     rescore_shard,
     spearman,
 )
-from vila_assets.core.coyo_split import ShardOutput, check_split_dir, split_shards
+from vila_assets.core.coyo_split import ShardOutput, check_split_dir, kept_counts, plan_split, split_shards
+from vila_assets.core.train_layout import usable_records
 from vila_assets.core.crawl.writer import SAMPLES_SCHEMA, write_table
 from vila_assets.core.vila_format import decode_base64_image, loader_shards, write_pickled_list
 from vila_assets.sample_world.generators import write_synthetic_shard
@@ -49,13 +50,37 @@ def _naive_top(path: Path, fraction=0.2, gate=0.6) -> list[int]:
 # --- schema -----------------------------------------------------------------------------------------------
 
 
-def test_all_128_shards_have_the_real_file_names(sample_shards):
-    files = sorted(p.relative_to(sample_shards).as_posix() for p in (sample_shards / "data").iterdir())
-    assert len(files) == 128
-    assert files[0] == "data/part-00000-17da4908-939c-46e5-91d0-15f256041956-c000.snappy.parquet"
-    assert files == [coyo.shard_filename(k) for k in coyo.SHARD_KEYS]
+def _listing(root: Path) -> list[str]:
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+
+
+def test_shards_are_picked_as_vila_picks_them_and_success_is_ignored(sample_shards):
+    files = _listing(sample_shards)
+    assert "data/_SUCCESS" in files
+    # VILA: sorted(f for f in os.listdir(data) if f.endswith(".parquet"))[SHARD]
+    vila = sorted(f for f in (p.rsplit("/", 1)[1] for p in files if p.startswith("data/")) if f.endswith(".parquet"))
+    for key in coyo.SHARD_KEYS:
+        assert coyo.resolve_shard_file(files, key, "repo") == "data/" + vila[int(key)] == coyo.shard_filename(key)
     for key in ("00000", "00127"):
         assert coyo.validate_shard_schema(sample_shards / coyo.shard_filename(key)).extra_columns == []
+
+
+def test_the_hubs_parquet_branch_layout_is_accepted_too():
+    converted = [".gitattributes", *(f"kakaobrain--coyo-700m/train/{i:04d}.parquet" for i in range(128))]
+    assert coyo.resolve_shard_file(converted, "00007", "x") == "kakaobrain--coyo-700m/train/0007.parquet"
+    legacy = [f"default/train/parquet-train-{i:05d}-of-00128.parquet" for i in range(128)]
+    assert coyo.resolve_shard_file(legacy, "00127", "x") == "default/train/parquet-train-00127-of-00128.parquet"
+    unnumbered = ["shards/a.parquet", "shards/b.parquet"]  # no numbers in the names: VILA's sorted position
+    assert coyo.resolve_shard_file(unnumbered, "00001", "x") == "shards/b.parquet"
+
+
+def test_a_missing_shard_file_is_named_instead_of_shifting_vilas_index(sample_shards):
+    files = [f for f in _listing(sample_shards) if f != coyo.shard_filename("00005")]
+    with pytest.raises(coyo.ShardNotFound, match=r"src: COYO shard 00005: no file 'data/part-00005-17da4908"):
+        coyo.resolve_shard_file(files, "00005", "src")
+    assert coyo.resolve_shard_file(files, "00006", "src") == coyo.shard_filename("00006")
+    with pytest.raises(coyo.ShardNotFound, match="several folders"):
+        coyo.resolve_shard_file(["a/part-00000-x.parquet", "b/part-00000-x.parquet"], "00000", "src")
 
 
 def test_shard_with_missing_column_fails_naming_file_and_column(tmp_path, sample_shards):
@@ -90,6 +115,18 @@ def test_non_parquet_shard_fails_clearly(tmp_path):
         coyo.validate_shard_schema(bad)
 
 
+@pytest.mark.parametrize("policy", ["vila", "curated"])
+def test_a_truncated_shard_names_the_file_in_every_step(tmp_path, sample_shards, policy):
+    """pyarrow's own message ("Parquet magic bytes not found") names no file; ours always does."""
+    cut = tmp_path / "part-00000-cut.snappy.parquet"
+    cut.write_bytes((sample_shards / coyo.shard_filename("00000")).read_bytes()[:40])
+    with pytest.raises(coyo.CoyoSchemaError, match=r"src/data/part-00000-cut.snappy.parquet: not a readable parquet"):
+        coyo.validate_shard_schema(cut, name="src/data/part-00000-cut.snappy.parquet")
+    with pytest.raises(coyo.CoyoSchemaError, match=r"part-00000-cut.snappy.parquet: not a readable parquet"):
+        coyo.select_top(cut, tmp_path / "sel.parquet", coyo.SelectionConfig(policy=policy))
+    assert not (tmp_path / "sel.parquet").exists()
+
+
 # --- selection --------------------------------------------------------------------------------------------
 
 
@@ -113,8 +150,9 @@ def test_selection_is_vila_rule_with_stable_id_tiebreak_and_identical_across_rer
     )
     tied = sorted(full.filter(pl.col("s") == s1.cut)["id"].to_list())
     assert sel.filter(pl.col("clip_sim") == s1.cut)["id"].to_list() == tied[:2]
-    # NaN scores are counted, never ranked (polars would order NaN above every number).
+    # NaN scores are counted, never ranked (NaN would sort above every number).
     assert s1.invalid == {"missing clip score": 1}
+    assert s1.repeated_id_rows == 0 and s1.policy == "curated"
 
 
 def test_selection_shortfall_is_reported_instead_of_crashing(tmp_path, sample_shards):
@@ -122,7 +160,9 @@ def test_selection_shortfall_is_reported_instead_of_crashing(tmp_path, sample_sh
     s = coyo.select_top(shard, tmp_path / "sel.parquet", name="part-00002")
     assert s.passing < s.target
     assert s.selected == s.passing and s.shortfall == s.target - s.passing > 0
-    assert any("part-00002: only" in w and "pass clip_sim > 0.6" in w for w in s.warnings)
+    assert s.vila_assert_fails
+    assert any("part-00002: only" in w and "pass clip_sim > 0.6" in w and "would stop this shard" in w
+               for w in s.warnings)
     assert coyo.verify_selection(shard, tmp_path / "sel.parquet", s) == []
 
 
@@ -142,7 +182,7 @@ def test_bounded_memory_selection_on_a_larger_synthetic_shard(tmp_path):
     assert s.selected == 12_000
     # Full rows are only ever held one rank bucket at a time; the rest of the work is (id, score) pairs.
     assert s.max_rows_held == 2_500
-    assert s.passes == 3 + 12_000 // 2_500 + 1
+    assert s.passes == 3  # census, candidates above the floor, selected rows into their rank buckets
     assert s.ties_at_cut > 1  # 3-decimal scores: the cut really is a tie
     assert pl.read_parquet(out)["id"].to_list() == _naive_top(shard)
     assert coyo.verify_selection(shard, out, s) == []
@@ -159,17 +199,59 @@ def test_verify_selection_catches_a_wrong_selection(tmp_path, sample_shards):
     assert any("rank at or above the cut" in p for p in problems)
 
 
-def test_duplicate_ids_above_the_gate_fail_clearly(tmp_path, sample_shards):
-    table = pq.read_table(sample_shards / coyo.shard_filename("00000"))
-    ids = table.column("id").to_pylist()
-    scores = (np.array(table.column("clip_similarity_vitb32").to_pylist())
-              + np.array(table.column("clip_similarity_vitl14").to_pylist()))
-    best = [i for i in np.argsort(-np.nan_to_num(scores, nan=-9))[:2]]
-    ids[best[1]] = ids[best[0]]
-    bad = tmp_path / "dup.parquet"
-    pq.write_table(table.set_column(0, "id", pa.array(ids, pa.int64())), bad)
-    with pytest.raises(ValueError, match=rf"dup.parquet: .*{ids[best[0]]}.*COYO ids are unique"):
-        coyo.select_top(bad, tmp_path / "sel.parquet", name=str(bad))
+def _planted_repeats(sample_shards) -> tuple[Path, list[int]]:
+    """Shard 00001 and the ids the sample world repeats in it."""
+    shard = sample_shards / coyo.shard_filename(coyo_source.REPEATED_IDS_SHARD)
+    ids = pq.read_table(shard, columns=["id"]).column("id").to_pylist()
+    return shard, sorted({i for i in ids if ids.count(i) > 1})
+
+
+def test_repeated_ids_are_kept_under_vila_and_deduped_under_curated_never_a_failure(tmp_path, sample_shards):
+    shard, repeated = _planted_repeats(sample_shards)
+    assert len(repeated) == 2
+    vila = coyo.select_top(shard, tmp_path / "v.parquet", coyo.SelectionConfig(policy="vila"), name="s1")
+    cur = coyo.select_top(shard, tmp_path / "c.parquet", coyo.SelectionConfig(policy="curated"), name="s1")
+    v_ids = pq.read_table(tmp_path / "v.parquet").column("id").to_pylist()
+    c_ids = pq.read_table(tmp_path / "c.parquet").column("id").to_pylist()
+    assert vila.repeated_id_rows == cur.repeated_id_rows == 2 and sorted(vila.repeated_ids) == repeated
+    assert all(v_ids.count(i) == 2 for i in repeated) and vila.repeats_dropped == 0
+    assert len(set(c_ids)) == len(c_ids) == cur.selected == cur.target and cur.repeats_dropped == 2
+    assert set(repeated) <= set(c_ids)
+    assert any("s1: 2 row(s) above the gate repeat an id" in w and "kept (vila)" in w for w in vila.warnings)
+    assert any("2 repeat(s) left out (curated)" in w for w in cur.warnings)
+    for summary, path in ((vila, "v.parquet"), (cur, "c.parquet")):
+        assert coyo.verify_selection(shard, tmp_path / path, summary) == []
+
+
+def test_vila_sums_in_float32_and_gates_in_float32_and_keeps_file_order_on_ties(tmp_path):
+    """A row whose float32 sum is exactly fl32(0.6) fails VILA's gate (float64 arithmetic would pass it);
+    equal scores keep file order under vila, id order under curated; out-of-range scores rank under vila."""
+    b = np.float32(0.25)
+    at_gate = np.float32(np.float32(0.6) - b)
+    assert b + at_gate == np.float32(0.6) and float(b) + float(at_gate) > 0.6
+    rows = [(9, 0.25, float(at_gate)), (5, 0.35, 0.35), (7, 0.35, 0.35), (3, 0.35, 0.35), (1, 1.5, 0.0),
+            *((100 + i, 0.1, 0.1) for i in range(5))]
+    table = pa.table({"id": [r[0] for r in rows], "clip_similarity_vitb32": [r[1] for r in rows],
+                      "clip_similarity_vitl14": [r[2] for r in rows], "url": ["u"] * 10, "text": ["t"] * 10},
+                     schema=pa.schema([("id", pa.int64()), ("clip_similarity_vitb32", pa.float32()),
+                                       ("clip_similarity_vitl14", pa.float32()), ("url", pa.string()),
+                                       ("text", pa.string())]))
+    pq.write_table(table, tmp_path / "s.parquet")
+    vila = coyo.select_top(tmp_path / "s.parquet", tmp_path / "v.parquet",
+                           coyo.SelectionConfig(policy="vila", fraction=0.4))
+    cur = coyo.select_top(tmp_path / "s.parquet", tmp_path / "c.parquet", coyo.SelectionConfig(fraction=0.4))
+    assert pq.read_table(tmp_path / "v.parquet").column("id").to_pylist() == [1, 5, 7, 3]
+    # curated: ties by id, 1 not ranked (out of range), 9 passes in float64 (0.6000000238 > 0.6)
+    assert pq.read_table(tmp_path / "c.parquet").column("id").to_pylist() == [3, 5, 7, 9]
+    assert vila.passing == 4 and vila.out_of_range_ranked == 1
+    assert cur.passing == 4 and cur.invalid == {"clip score out of [-1, 1]": 1}
+    clip = pq.read_table(tmp_path / "v.parquet").column("clip_sim").to_pylist()
+    assert clip[1] == float(np.float32(0.35) + np.float32(0.35)) != 0.7  # the float32 sum, as a Python float
+
+
+def test_oversample_is_refused_under_vila():
+    with pytest.raises(ValueError, match="vila policy does not run"):
+        coyo.SelectionConfig(policy="vila", oversample=1.25)
 
 
 # --- re-score bookkeeping ---------------------------------------------------------------------------------
@@ -226,6 +308,28 @@ def test_rescore_drops_below_threshold_and_reranks_an_oversample(tmp_path, sampl
     # Written by vila_format's one pickle writer: the same records give the same bytes.
     write_pickled_list(tmp_path / "again.pkl", records)
     assert (tmp_path / "again.pkl").read_bytes() == (tmp_path / "shard.pkl").read_bytes()
+
+
+def test_vila_keeps_every_downloaded_pair_without_scoring(tmp_path, sample_shards):
+    shard = sample_shards / coyo.shard_filename("00000")
+    sel = tmp_path / "sel.parquet"
+    s = coyo.select_top(shard, sel, coyo.SelectionConfig(policy="vila"))
+    statuses = ["ok"] * s.selected
+    statuses[2], statuses[5] = "failed_download", "blocked"
+    _fake_crawl(sel, tmp_path / "crawled.parquet", statuses)
+    summary = rescore_shard(sel, tmp_path / "crawled.parquet", None, RescoreConfig(min_fresh_score=None),
+                            tmp_path / "manifest.parquet", tmp_path / "shard.pkl")
+    assert summary.kept == s.selected - 2 and summary.scored == 0 and summary.threshold is None
+    man = pl.read_parquet(tmp_path / "manifest.parquet")
+    assert man.filter(~pl.col("kept"))["drop_reason"].to_list() == ["crawl: failed_download", "crawl: blocked"]
+    with open(tmp_path / "shard.pkl", "rb") as fh:
+        records = pickle.load(fh)
+    selection = pq.read_table(sel).to_pylist()
+    expected = [(r["id"], r["url"], r["caption"], r["clip_sim"]) for i, r in enumerate(selection) if i not in (2, 5)]
+    assert [(r["id"], r["url"], r["text"], r["clip_sim"]) for r in records] == expected
+    with pytest.raises(ValueError, match="a scorer and a threshold go together"):
+        rescore_shard(sel, tmp_path / "crawled.parquet", lambda i, t: np.zeros(len(i)), RescoreConfig(None),
+                      tmp_path / "m2.parquet")
 
 
 def test_shard_pickle_is_vila_formats_streamed_protocol_3_list(tmp_path):
@@ -301,34 +405,74 @@ def _lazy_coyo_read(directory: Path) -> list[dict]:
     return out
 
 
-def test_split_writes_equal_parts_plus_one_reported_remainder_and_removes_stale_parts(tmp_path):
+def _split(shards, out, policy, samples_per_part, world_size=1, manifest=None):
+    plan = plan_split(policy, sum(kept_counts(shards).values()), samples_per_part, world_size)
+    return split_shards(shards, out, plan, manifest)
+
+
+def _names(n_parts: int) -> list[str]:
+    return sorted(f"part-{i:05d}.{e}" for i in range(n_parts) for e in ("pkl", "count"))
+
+
+def test_vila_split_writes_exact_parts_drops_and_lists_the_remainder_and_removes_stale_parts(tmp_path):
     shards = _shard_outputs(tmp_path, {"00000": 23, "00001": 17, "00003": 9})  # every 5th dropped: 19 + 14 + 8 = 41
     out = tmp_path / "pkl02-split"
     out.mkdir()
     for stale in ("part-00009.pkl", "part-00009.count", ".part-00002.pkl.tmp-abc"):
         (out / stale).write_text("0")
-    s = split_shards(shards, out, samples_per_part=5, manifest_path=tmp_path / "split.parquet")
-    assert s.total == 41 and s.part_sizes == [5] * 8 + [1] and s.remainder == 1
+    s = _split(shards, out, "vila", 5, manifest=tmp_path / "split.parquet")
+    assert s.plan.records == 41 and s.part_sizes == [5] * 8 and s.plan.dropped == 1 and s.total == 40
     assert s.records_per_shard == {"00000": 19, "00001": 14, "00003": 8}
     assert sorted(s.removed_stale) == [".part-00002.pkl.tmp-abc", "part-00009.count", "part-00009.pkl"]
-    assert sorted(p.name for p in out.iterdir()) == sorted(f"part-{i:05d}.{e}" for i in range(9) for e in ("pkl", "count"))
+    assert sorted(p.name for p in out.iterdir()) == _names(8)
     read = _lazy_coyo_read(out)
-    assert [r["id"] for r in read] == [i for i in pl.read_parquet(tmp_path / "split.parquet")["id"].to_list()]
+    manifest = pl.read_parquet(tmp_path / "split.parquet")
+    assert [r["id"] for r in read] == manifest.filter(pl.col("part").is_not_null())["id"].to_list()
+    lost = manifest.filter(pl.col("part").is_null())
+    assert lost["id"].to_list() == [3008] and lost["shard"].to_list() == ["00003"]  # the last kept record
     assert [r["id"] for r in read][:3] == [0, 1, 2] and all(r["mode"] == "RGB" for r in read)
     assert check_split_dir(out, 5, decode_per_part=None).problems == []
-    # Shard order, then rank; a rerun with bigger parts leaves no stale part behind.
+    # Shard order, then rank; a rerun gives the same bytes; a rerun with bigger parts leaves no stale part.
     first = {p.name: p.read_bytes() for p in out.iterdir()}
-    split_shards(shards, out, samples_per_part=5)
+    _split(shards, out, "vila", 5)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == first
-    s2 = split_shards(shards, out, samples_per_part=16)
-    assert s2.part_sizes == [16, 16, 9]
-    assert sorted(p.name for p in out.iterdir()) == sorted(f"part-{i:05d}.{e}" for i in range(3) for e in ("pkl", "count"))
+    s2 = _split(shards, out, "vila", 16)
+    assert s2.part_sizes == [16, 16] and s2.plan.dropped == 9
+    assert sorted(p.name for p in out.iterdir()) == _names(2)
 
 
-def test_split_contract_check_finds_problems(tmp_path):
+def test_curated_split_loses_no_record_at_the_world_size_and_counts_its_repeats(tmp_path):
+    shards = _shard_outputs(tmp_path, {"00000": 23, "00001": 17, "00003": 9})  # 41 kept
+    out = tmp_path / "pkl02-split"
+    s = _split(shards, out, "curated", 5, world_size=2, manifest=tmp_path / "split.parquet")
+    # 41 records -> 48 (whole indices of 4 on each of 2 ranks), in parts of at most 5: 10 parts, 5 per rank
+    assert s.parts % 2 == 0 and max(s.part_sizes) <= 5 and s.total == 48 and s.plan.padded == 7
+    usable = usable_records(s.part_sizes, 2, 4)
+    assert usable.usable == usable.total == 48
+    read = [r["id"] for r in _lazy_coyo_read(out)]
+    manifest = pl.read_parquet(tmp_path / "split.parquet")
+    assert read == manifest["id"].to_list() and manifest["part"].null_count() == 0
+    originals = manifest.filter(~pl.col("repeat"))["id"].to_list()
+    assert len(originals) == len(set(originals)) == 41  # every kept record once ...
+    assert manifest.filter(pl.col("repeat"))["id"].to_list() == originals[:7]  # ... then the first ones again
+    assert check_split_dir(out, 5, decode_per_part=None, exact=False).problems == []
+    assert any("every part must hold 5" in p for p in check_split_dir(out, 5, exact=True).problems)
+
+
+def test_curated_plan_at_production_sizes():
+    plan = plan_split("curated", 1_000_003, 12_440, 128)
+    assert len(plan.sizes) % 128 == 0 and max(plan.sizes) <= 12_440
+    assert plan.total == 1_000_448 and plan.padded == 445  # whole indices of 4 on each of 128 ranks
+    assert usable_records(list(plan.sizes), 128, 4).lost == 0
+    vila = plan_split("vila", 1_000_003, 12_440, 128)
+    assert vila.sizes == (12_440,) * 80 and vila.dropped == 4_803
+    assert plan_split("curated", 0, 5, 4).sizes == ()
+
+
+def test_split_contract_check_finds_problems_naming_file_and_record(tmp_path):
     shards = _shard_outputs(tmp_path, {"00000": 12})
     out = tmp_path / "split"
-    split_shards(shards, out, samples_per_part=4)
+    _split(shards, out, "vila", 4)
     (out / "_SUCCESS").write_text("")
     assert any("not a .pkl/.count file" in p for p in check_split_dir(out, 4).problems)
     (out / "_SUCCESS").unlink()
@@ -341,7 +485,16 @@ def test_split_contract_check_finds_problems(tmp_path):
     problems = check_split_dir(out, 4, decode_per_part=None).problems
     assert any("part-00001.pkl record 0: image does not decode" in p for p in problems)
     assert any("part-00001.pkl record 1: no text/caption" in p for p in problems)
-    assert any("every part but the last must hold 5" in p for p in check_split_dir(out, 5).problems)
+    assert any("every part must hold 5" in p for p in check_split_dir(out, 5).problems)
+    (out / "part-00000.pkl").write_bytes(b"\x80\x03]q\x00(")  # a truncated pickle
+    assert any(p.startswith(f"{out / 'part-00000.pkl'}: not a readable pickle") for p in check_split_dir(out, 4).problems)
+
+
+def test_truncated_crawl_output_is_named(tmp_path):
+    shards = _shard_outputs(tmp_path, {"00000": 3})
+    shards[0].samples.write_bytes(shards[0].samples.read_bytes()[:40])
+    with pytest.raises(coyo.CoyoFileError, match=rf"{shards[0].samples}: not a readable parquet file"):
+        _split(shards, tmp_path / "out", "vila", 2)
 
 
 def test_one_crawl_for_several_shards_is_cut_back_per_shard_in_order(tmp_path, sample_shards):

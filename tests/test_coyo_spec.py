@@ -14,18 +14,19 @@ from vila_assets.assets.coyo.partitions import COYO_BACKFILL, coyo_shards
 EXPECTED = {
     "coyo_metadata_shard": {"deps": [], "partitioned": True, "checks": {}},
     "coyo_selection": {"deps": ["coyo_metadata_shard"], "partitioned": True,
-                       "checks": {"enough_rows_pass_gate": False, "selection_correct": True}},
+                       "checks": {"enough_rows_pass_gate": False, "ids_unique": False, "selection_correct": True}},
     "coyo_images": {"deps": ["coyo_selection"], "partitioned": True, "checks": {"download_yield": False}},
     "coyo_clip_scored": {"deps": ["coyo_images"], "partitioned": True,
                          "checks": {"duplicate_rates_bounded": False, "fresh_score_distribution": True}},
-    "coyo_split": {"deps": ["coyo_clip_scored"], "partitioned": False, "checks": {"vila_contract": True}},
+    "coyo_split": {"deps": ["coyo_clip_scored"], "partitioned": False,
+                   "checks": {"vila_contract": True, "train_world_size": False}},
 }
 RESOURCES = {
     "coyo_metadata_shard": {"data_root", "hub", "coyo_source"},
-    "coyo_selection": {"data_root", "hub"},
+    "coyo_selection": {"data_root", "hub", "data_policy"},
     "coyo_images": {"data_root", "crawler"},
-    "coyo_clip_scored": {"data_root", "clip"},
-    "coyo_split": {"data_root"},
+    "coyo_clip_scored": {"data_root", "clip", "data_policy"},
+    "coyo_split": {"data_root", "data_policy"},
 }
 
 
@@ -53,6 +54,8 @@ def test_enough_rows_pass_gate_reports_upstream_data_as_a_warning():
     from vila_assets.assets.coyo.checks import CHECKS_BY_NAME
 
     assert CHECKS_BY_NAME["enough_rows_pass_gate"].severity == dg.AssetCheckSeverity.WARN
+    assert CHECKS_BY_NAME["ids_unique"].severity == dg.AssetCheckSeverity.WARN
+    assert CHECKS_BY_NAME["train_world_size"].severity == dg.AssetCheckSeverity.WARN  # vila's layout loses by design
     # duplicate rates are non-blocking but still an ERROR when they fail
     assert CHECKS_BY_NAME["duplicate_rates_bounded"].severity == dg.AssetCheckSeverity.ERROR
 

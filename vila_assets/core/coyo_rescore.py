@@ -2,8 +2,9 @@
 per-shard outputs (per-sample Parquet manifest + VILA's per-shard ``coyo`` pickle). Dagster-free.
 
 The 2021 metadata scores describe the images Kakao Brain crawled; today many of those URLs serve a
-placeholder or a different picture. Pairs whose fresh score falls below a threshold are dropped, and the
-agreement between metadata and fresh scores is reported.
+placeholder or a different picture. Under the ``curated`` policy pairs whose fresh score falls below a
+threshold are dropped, and the agreement between metadata and fresh scores is reported. Under ``vila``
+nothing is scored (``coyo_downloader.py`` never ran CLIP): every downloaded pair is kept.
 
 Everything streams in rank order: the selection, the crawler's samples file and the manifest all
 hold one row per selected row in the same order, so they are read in lockstep, ``batch_rows`` at a time.
@@ -22,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vila_assets.core.atomic import atomic_path
+from vila_assets.core.coyo import iter_parquet_batches, parquet_rows
 from vila_assets.core.vila_format import jpeg_to_base64, write_pickled_list
 
 ScoreFn = Callable[[list[bytes], list[str]], np.ndarray]
@@ -29,6 +31,7 @@ ScoreFn = Callable[[list[bytes], list[str]], np.ndarray]
 # Why a selected row is not in the output; None in the manifest means kept.
 DROP_CRAWL = "crawl: {status}"
 DROP_NO_TEXT = "missing text"
+DROP_NO_IMAGE = "downloaded, but no image bytes"
 DROP_UNSCORABLE = "fresh score unavailable (image not decodable by the scorer)"
 DROP_BELOW = "fresh clip score below threshold"
 DROP_BEYOND_TARGET = "beyond the target after re-ranking by fresh score"
@@ -57,7 +60,7 @@ MANIFEST_SCHEMA = pa.schema(
 
 @dataclass(frozen=True)
 class RescoreConfig:
-    min_fresh_score: float
+    min_fresh_score: float | None  # None: no re-score (vila), every downloaded pair is kept
     target: int | None = None  # keep at most this many (the oversample case); None keeps every passing pair
     vila_target: int | None = None  # int(0.2 n): the metadata "pass" set for the agreement figure
     batch_rows: int = 256
@@ -72,7 +75,7 @@ class RescoreSummary:
     beyond_target: int
     kept: int
     dropped: dict[str, int]
-    threshold: float
+    threshold: float | None
     spearman_vs_metadata_sum: float | None
     spearman_vs_metadata_vitb32: float | None
     pass_agreement: float | None  # share of scored pairs where metadata and fresh score agree on keep/drop
@@ -103,9 +106,8 @@ class LockstepError(ValueError):
 
 
 def _iter_rows(path: str | os.PathLike[str], columns: list[str] | None, batch_rows: int) -> Iterator[dict]:
-    with pq.ParquetFile(path) as pf:
-        for batch in pf.iter_batches(batch_size=batch_rows, columns=columns):
-            yield from batch.to_pylist()
+    for _, batch in iter_parquet_batches(path, columns, batch_rows):
+        yield from batch.to_pylist()
 
 
 def iter_lockstep(
@@ -116,7 +118,7 @@ def iter_lockstep(
     left_columns: list[str] | None = None,
 ) -> Iterator[list[tuple[dict, dict]]]:
     """Batches of ``(left row, right row)``; ``left`` has ``id``, ``right`` the crawler's ``key`` = str(id)."""
-    n_left, n_right = (pq.ParquetFile(p).metadata.num_rows for p in (left, right))
+    n_left, n_right = (parquet_rows(p) for p in (left, right))
     if n_left != n_right:
         raise LockstepError(f"{right} has {n_right} rows but {left} has {n_left}; rerun the crawl of this shard")
     a = _iter_rows(left, left_columns, batch_rows)
@@ -217,7 +219,7 @@ def iter_kept_records(
 def rescore_shard(
     selection_path: str | os.PathLike[str],
     samples_path: str | os.PathLike[str],
-    score_fn: ScoreFn,
+    score_fn: ScoreFn | None,
     config: RescoreConfig,
     manifest_path: str | os.PathLike[str],
     pickle_path: str | os.PathLike[str] | None = None,
@@ -225,8 +227,11 @@ def rescore_shard(
     """Score every downloaded pair, decide what to keep, write the manifest (and the shard pickle).
 
     Two lockstep passes over selection + samples: the first scores (holding one float per row), the second
-    writes the manifest. Then the pickle streams from manifest + samples.
+    writes the manifest. Then the pickle streams from manifest + samples. Without a threshold
+    (``config.min_fresh_score`` None, the vila policy) nothing is scored and every downloaded pair is kept.
     """
+    if (score_fn is None) != (config.min_fresh_score is None):
+        raise ValueError("a scorer and a threshold go together: give both (curated) or neither (vila)")
     scores = score_pass(selection_path, samples_path, score_fn, config.batch_rows)
     decision = decide(scores, config)
     kept_sha, kept_phash = write_manifest(selection_path, samples_path, scores, decision, manifest_path,
@@ -247,6 +252,7 @@ class PairScores:
     meta_b32: np.ndarray
     status: list[str]  # crawl status
     has_text: np.ndarray
+    has_image: np.ndarray
 
     @property
     def selected(self) -> int:
@@ -261,12 +267,13 @@ class PairScores:
         return ~np.isnan(self.fresh)
 
 
-def score_pass(selection_path: str | os.PathLike[str], samples_path: str | os.PathLike[str], score_fn: ScoreFn,
-               batch_rows: int = 256) -> PairScores:
-    """Pass 1: the fresh score of every downloaded pair with a caption, ``batch_rows`` pairs at a time."""
-    m = pq.ParquetFile(selection_path).metadata.num_rows
+def score_pass(selection_path: str | os.PathLike[str], samples_path: str | os.PathLike[str],
+               score_fn: ScoreFn | None, batch_rows: int = 256) -> PairScores:
+    """Pass 1: the fresh score of every downloaded pair with a caption, ``batch_rows`` pairs at a time
+    (``score_fn`` None: only the crawl outcome is read)."""
+    m = parquet_rows(selection_path)
     out = PairScores(np.full(m, np.nan, dtype=np.float32), np.zeros(m, dtype=np.float64),
-                     np.zeros(m, dtype=np.float64), [], np.zeros(m, dtype=bool))
+                     np.zeros(m, dtype=np.float64), [], np.zeros(m, dtype=bool), np.zeros(m, dtype=bool))
     i = 0
     for batch in iter_lockstep(selection_path, samples_path, ["key", "status", "image"], batch_rows):
         idx, images, texts = [], [], []
@@ -274,7 +281,8 @@ def score_pass(selection_path: str | os.PathLike[str], samples_path: str | os.Pa
             out.status.append(smp["status"])
             out.meta_sum[i], out.meta_b32[i] = sel["clip_sim"], sel["clip_similarity_vitb32"]
             out.has_text[i] = bool(sel["caption"] and sel["caption"].strip())
-            if smp["status"] == "ok" and out.has_text[i] and smp["image"]:
+            out.has_image[i] = smp["status"] == "ok" and bool(smp["image"])
+            if score_fn is not None and out.has_image[i] and out.has_text[i]:
                 idx.append(i)
                 images.append(smp["image"])
                 texts.append(sel["caption"])
@@ -300,7 +308,13 @@ class KeepDecision:
 
 
 def decide(scores: PairScores, config: RescoreConfig) -> KeepDecision:
-    """Keep/drop per row, with the first reason that applies to a dropped one."""
+    """Keep/drop per row, with the first reason that applies to a dropped one. Without a threshold (vila)
+    every downloaded pair is kept, whatever its caption, as VILA's downloader keeps it."""
+    if config.min_fresh_score is None:
+        kept = scores.has_image.copy()
+        reasons = [None if k else DROP_NO_IMAGE if st == "ok" else DROP_CRAWL.format(status=st)
+                   for k, st in zip(kept, scores.status)]
+        return KeepDecision(kept.copy(), np.zeros(scores.selected, dtype=bool), kept, reasons)
     fresh, scored, ok = scores.fresh, scores.scored, scores.ok
     passing = scored & (fresh >= config.min_fresh_score)
     beyond = np.zeros(scores.selected, dtype=bool)

@@ -25,10 +25,12 @@ from vila_assets.assets.coyo.checks import (
     DUPLICATE_RATES_BOUNDED,
     ENOUGH_ROWS_PASS_GATE,
     FRESH_SCORE_DISTRIBUTION,
+    IDS_UNIQUE,
     IMAGES_CHECKS,
     SELECTION_CHECKS,
     SELECTION_CORRECT,
     SPLIT_CHECKS,
+    TRAIN_WORLD_SIZE,
     VILA_CONTRACT,
 )
 from vila_assets.assets.coyo.config import (
@@ -48,19 +50,34 @@ from vila_assets.core.coyo import (
     CoyoSchemaError,
     SelectionConfig,
     SelectionSummary,
+    ShardNotFound,
+    ShardSchemaReport,
+    resolve_shard_file,
     select_top,
-    shard_filename,
     split_crawl_samples,
     validate_shard_schema,
     verify_selection,
     write_crawl_input,
 )
 from vila_assets.core.coyo_rescore import RescoreConfig, RescoreSummary, duplicate_rates, rescore_shard
-from vila_assets.core.coyo_split import ShardOutput, SplitSummary, check_split_dir, split_shards
+from vila_assets.core.coyo_split import (
+    SAMPLES_PER_INDEX,
+    ShardOutput,
+    SplitPlan,
+    SplitSummary,
+    check_split_dir,
+    kept_counts,
+    plan_split,
+    split_shards,
+)
 from vila_assets.core.hub import HubError
+from vila_assets.core.policy import Policy
+from vila_assets.core.source_tree import SourceError, SourceTree, open_source
+from vila_assets.core.train_layout import usable_records
 from vila_assets.resources.clip import ClipScorer, gpu_op_tags
 from vila_assets.resources.crawler import ImageCrawler
 from vila_assets.resources.hub import HubClient
+from vila_assets.resources.policy import DataPolicy
 from vila_assets.resources.storage import DataRoot
 
 GROUP = "coyo"
@@ -82,21 +99,29 @@ def _read_json(data_root: DataRoot, path: Path, upstream: str, key: str) -> dict
 # --- metadata shards ------------------------------------------------------------------------------------
 
 
-def _download_shard(hub: HubClient, source: CoyoSource, sha: str, key: str) -> tuple[Path, dict]:
-    """Shard ``key`` at commit ``sha``, schema-checked: (local parquet, what source.json records)."""
-    file = shard_filename(key)
+def _open_source(coyo_source: CoyoSource, hub: HubClient, data_root: DataRoot) -> tuple[SourceTree, list[str]]:
+    """The source tree (a hub source pinned to one commit) and its file list."""
     try:
-        local = hub.download(source.repo, file, sha)
-    except HubError as exc:
+        tree = coyo_source.tree(hub.location, data_root.cache("sources"))
+        return tree, tree.list_files()
+    except (SourceError, HubError) as exc:
+        raise dg.Failure(f"COYO source {coyo_source.location}: {exc}") from exc
+
+
+def _fetch_shard(tree: SourceTree, file: str, key: str) -> tuple[Path, ShardSchemaReport]:
+    """Shard ``key``'s file, local and schema-checked (every error names the file)."""
+    try:
+        local = tree.fetch(file)
+        return local, validate_shard_schema(local, name=tree.describe(file))
+    except (SourceError, HubError, CoyoSchemaError) as exc:
         raise dg.Failure(f"COYO shard {key}: {exc}") from exc
+
+
+def _shard_file(tree: SourceTree, files: list[str], key: str) -> str:
     try:
-        report = validate_shard_schema(local, name=f"{source.repo}@{sha[:12]}/{file}")
-    except CoyoSchemaError as exc:
+        return resolve_shard_file(files, key, tree.describe())
+    except ShardNotFound as exc:
         raise dg.Failure(str(exc)) from exc
-    md = {"rows": report.rows, "row_groups": report.row_groups, "file": file, "sha": sha}
-    if report.extra_columns:
-        md["extra_columns"] = dg.MetadataValue.json(report.extra_columns)
-    return local, md
 
 
 @dg.asset(
@@ -104,26 +129,28 @@ def _download_shard(hub: HubClient, source: CoyoSource, sha: str, key: str) -> t
     backfill_policy=COYO_BACKFILL,
     group_name=GROUP,
     kinds={"parquet", "huggingface"},
-    description="One COYO-700M parquet shard of the `coyo_source` repo, downloaded through the `hub` resource "
-    "at the commit its revision resolves to, and checked against the COYO schema (a missing column or a wrong "
-    "type fails, naming file and column).",
+    description="One COYO-700M parquet shard of the `coyo_source` (a hub repo at the commit its revision "
+    "resolves to, a local directory or an fsspec URL), picked as VILA picks it and checked against the COYO "
+    "schema (a missing column, a wrong type or an unreadable file fails, naming the file).",
 )
 def coyo_metadata_shard(
     context: dg.AssetExecutionContext, data_root: DataRoot, hub: HubClient, coyo_source: CoyoSource
 ) -> dg.MaterializeResult:
     layout = CoyoLayout(data_root)
     run = ShardedRun(context)
-    try:
-        sha = hub.resolve_revision(coyo_source.repo, coyo_source.revision)
-    except HubError as exc:
-        raise dg.Failure(str(exc)) from exc
+    tree, files = _open_source(coyo_source, hub, data_root)
     for key in run:
-        _, md = _download_shard(hub, coyo_source, sha, key)
-        source = {"repo": coyo_source.repo, "revision": coyo_source.revision, "sha": sha, "file": md["file"],
-                  "rows": md["rows"]}
+        file = _shard_file(tree, files, key)
+        _, report = _fetch_shard(tree, file, key)
+        source = {"location": coyo_source.location, "revision": coyo_source.revision, "sha": tree.revision,
+                  "file": file, "name": tree.describe(file), "rows": report.rows}
         data_root.publish(vf.write_json(layout.source(key), source))
-        run.record(key, md, rows=md["rows"])
-    return run.result({"repo": coyo_source.repo, "revision": coyo_source.revision, "sha": sha})
+        md = {"rows": report.rows, "row_groups": report.row_groups, "file": file, "source": tree.describe(file)}
+        if report.extra_columns:
+            md["extra_columns"] = dg.MetadataValue.json(report.extra_columns)
+        run.record(key, md, rows=report.rows)
+    return run.result({"location": coyo_source.location, "revision": coyo_source.revision,
+                       "sha": tree.revision or "none (not a hub source)"})
 
 
 # --- selection ------------------------------------------------------------------------------------------
@@ -131,61 +158,94 @@ def coyo_metadata_shard(
 
 def _selection_metadata(summary: SelectionSummary, path_md: dg.MetadataValue) -> dict:
     md = {
+        "policy": summary.policy,
         "rows": summary.rows,
         "passing": summary.passing,
         "pass_rate": round(summary.pass_rate, 4),
         "target": summary.target,
         "selected": summary.selected,
         "shortfall": summary.shortfall,
+        "vila_assert_fails": summary.vila_assert_fails,
         "cut": summary.cut if summary.cut is not None else float("nan"),  # exact: ties are decided at it
         "ties_at_cut": summary.ties_at_cut,
         "ties_kept": summary.ties_kept,
+        "repeated_id_rows": summary.repeated_id_rows,
+        "repeats_dropped": summary.repeats_dropped,
         "path": path_md,
     }
     if summary.invalid:
         md["invalid_rows"] = dg.MetadataValue.md(counts_md("not ranked because", summary.invalid))
+    if summary.out_of_range_ranked:
+        md["out_of_range_ranked"] = summary.out_of_range_ranked
     return md
 
 
 def _check_selection(findings: Findings, key: str, shard: Path, selection: Path, summary: SelectionSummary) -> None:
     problems = verify_selection(shard, selection, summary)
     findings.expect(SELECTION_CORRECT.name, key, not problems, "; ".join(problems))
-    findings.expect(ENOUGH_ROWS_PASS_GATE.name, key, not summary.shortfall,
-                    f"{summary.passing}/{summary.rows} pass, {summary.shortfall} short of {summary.target}")
+    enough = not (summary.shortfall or summary.vila_assert_fails)
+    findings.expect(ENOUGH_ROWS_PASS_GATE.name, key, enough,
+                    f"{summary.passing}/{summary.rows} pass ({summary.pass_rate:.1%}; VILA's assert stops the shard "
+                    f"at <= {summary.fraction:.0%}), {summary.shortfall} short of {summary.target}")
+    findings.expect(IDS_UNIQUE.name, key, not summary.repeated_id_rows,
+                    f"{summary.repeated_id_rows} row(s) repeat an id (e.g. "
+                    f"{', '.join(map(str, summary.repeated_ids))}); {summary.repeats_dropped} left out")
+
+
+def _source_shard(data_root: DataRoot, hub: HubClient, source: dict) -> tuple[Path, str]:
+    """The shard ``coyo_metadata_shard`` recorded (a hub source at the same commit), local, and its name."""
+    try:
+        tree = open_source(source["location"], source["sha"] or source["revision"], hub.location,
+                           cache_dir=data_root.cache("sources"))
+        return tree.fetch(source["file"]), source["name"]
+    except (SourceError, HubError) as exc:
+        raise dg.Failure(f"COYO shard {source['name']}: {exc}") from exc
+
+
+def _select(shard: Path, out: Path, cfg: SelectionConfig, name: str) -> SelectionSummary:
+    try:
+        return select_top(shard, out, cfg, name=name)
+    except CoyoSchemaError as exc:
+        raise dg.Failure(str(exc)) from exc
 
 
 @dg.asset(
     partitions_def=coyo_shards,
     backfill_policy=COYO_BACKFILL,
     group_name=GROUP,
-    kinds={"polars", "parquet"},
+    kinds={"numpy", "parquet"},
     deps=[coyo_metadata_shard],
     check_specs=[c.spec("coyo_selection") for c in SELECTION_CHECKS],
-    description="VILA's COYO selection per shard: vitb32 + vitl14 > 0.6, then the top int(0.2 n) by that sum, "
-    "ties broken by id (VILA's sort was unstable). Polars streaming passes; memory bounded by bucket_rows.",
+    description="VILA's COYO selection per shard: vitb32 + vitl14 > 0.6, then the top int(0.2 n) by that sum. "
+    "`data_policy` vila: VILA's float32 arithmetic, ties in file order, repeated ids kept; curated: float64, "
+    "unusable scores never ranked, ties by id, one row per id. A shard VILA would stop is reported, not "
+    "stopped. Streaming passes; memory bounded by bucket_rows.",
 )
 def coyo_selection(
-    context: dg.AssetExecutionContext, config: CoyoSelectionConfig, data_root: DataRoot, hub: HubClient
+    context: dg.AssetExecutionContext, config: CoyoSelectionConfig, data_root: DataRoot, hub: HubClient,
+    data_policy: DataPolicy,
 ) -> dg.MaterializeResult:
     layout = CoyoLayout(data_root)
     run = ShardedRun(context, SELECTION_CHECKS)
-    cfg = SelectionConfig(config.fraction, config.min_score, config.oversample, config.bucket_rows)
+    try:
+        cfg = SelectionConfig(policy=data_policy.policy, fraction=config.fraction, min_score=config.min_score,
+                              oversample=config.oversample, bucket_rows=config.bucket_rows)
+    except ValueError as exc:
+        raise dg.Failure(f"coyo_selection under the {data_policy.policy.value} policy: {exc}") from exc
     for key in run:
         source = _read_json(data_root, layout.source(key), "coyo_metadata_shard", key)
-        try:  # a cache hit after coyo_metadata_shard on the same machine
-            shard = hub.download(source["repo"], source["file"], source["sha"])
-        except HubError as exc:
-            raise dg.Failure(f"COYO shard {key}: {exc}") from exc
+        shard, name = _source_shard(data_root, hub, source)
         out = layout.selection(key)
-        summary = select_top(shard, out, cfg, name=f"{source['repo']}@{source['sha'][:12]}/{source['file']}")
+        summary = _select(shard, out, cfg, name)
         vf.write_json(layout.selection_summary(key), summary.as_dict())
         data_root.publish(out, layout.selection_summary(key))
         for warning in summary.warnings:
             run.log.warning(warning)
         _check_selection(run.findings, key, shard, out, summary)
         run.record(key, _selection_metadata(summary, path_value(data_root, out)),
-                   rows=summary.rows, selected=summary.selected, shortfall=summary.shortfall)
-    return run.result()
+                   rows=summary.rows, selected=summary.selected, shortfall=summary.shortfall,
+                   repeated_id_rows=summary.repeated_id_rows)
+    return run.result({"policy": data_policy.policy.value})
 
 
 # --- images ---------------------------------------------------------------------------------------------
@@ -254,31 +314,33 @@ def coyo_images(
 # --- CLIP re-score --------------------------------------------------------------------------------------
 
 
-def _rescore(layout: CoyoLayout, key: str, clip: ClipScorer, config: CoyoClipConfig) -> RescoreSummary:
-    """Re-score shard ``key``; writes and publishes its manifest, pickle, summary and histogram."""
+def _rescore(layout: CoyoLayout, key: str, clip: ClipScorer | None, config: CoyoClipConfig) -> RescoreSummary:
+    """Re-score shard ``key`` (``clip`` None: keep every downloaded pair, as VILA does); writes and publishes
+    its manifest, pickle, summary and (when scored) histogram."""
     data_root = layout.data_root
     selected = _read_json(data_root, layout.selection_summary(key), "coyo_selection", key)
     target = selected["target"]
     summary = rescore_shard(
         _fetched(data_root, layout.selection(key), "coyo_selection", key),
         _fetched(data_root, layout.samples(key), "coyo_images", key),
-        clip.score_pairs,
-        RescoreConfig(min_fresh_score=clip.min_fresh_score,
+        clip.score_pairs if clip else None,
+        RescoreConfig(min_fresh_score=clip.min_fresh_score if clip else None,
                       target=target if selected["oversample"] > 1 else None,
                       vila_target=target, batch_rows=config.batch_rows),
         layout.samples_manifest(key),
         layout.shard_pickle(key),
     )
     vf.write_json(layout.shard_summary(key), summary.as_dict())
-    atomic_write_bytes(layout.fresh_scores_png(key), histogram_png(summary.fresh_scores, summary.threshold))
-    data_root.publish(layout.samples_manifest(key), layout.shard_pickle(key), layout.shard_summary(key),
-                      layout.fresh_scores_png(key))
+    data_root.publish(layout.samples_manifest(key), layout.shard_pickle(key), layout.shard_summary(key))
+    if clip:
+        atomic_write_bytes(layout.fresh_scores_png(key), histogram_png(summary.fresh_scores, summary.threshold))
+        data_root.publish(layout.fresh_scores_png(key))
     return summary
 
 
 def _check_scored(findings: Findings, key: str, s: RescoreSummary, checks: CoyoClipChecks) -> None:
     scorable = s.crawl_counts.get("ok", 0) - s.dropped.get("missing text", 0)
-    if scorable:
+    if scorable and s.threshold is not None:
         findings.bound(FRESH_SCORE_DISTRIBUTION.name, key, (scorable - s.scored) / scorable,
                        checks.max_unscorable_rate, at_least=False, what="unscorable share of downloaded pairs")
     else:
@@ -291,24 +353,40 @@ def _check_scored(findings: Findings, key: str, s: RescoreSummary, checks: CoyoC
 
 def _scored_metadata(s: RescoreSummary, layout: CoyoLayout, key: str) -> dict:
     root = layout.data_root
-    return {
+    md = {
         "selected": s.selected,
         "downloaded": s.downloaded,
         "scored": s.scored,
         "kept": s.kept,
         "kept_yield": round(s.yield_kept, 4),
+        "exact_duplicate_rate": round(s.exact_duplicate_rate, 4),
+        "near_duplicate_rate": round(s.near_duplicate_rate, 4),
+        "drop_reasons": dg.MetadataValue.md(counts_md("dropped because", s.dropped)) if s.dropped else "none",
+        "manifest": path_value(root, layout.samples_manifest(key)),
+        "pickle": path_value(root, layout.shard_pickle(key)),
+    }
+    if s.threshold is None:
+        return {**md, "rescored": False}
+    return {
+        **md,
+        "rescored": True,
         "dropped_below_threshold": s.below_threshold,
         "threshold": s.threshold,
         "spearman_fresh_vs_metadata_sum": number(s.spearman_vs_metadata_sum),
         "spearman_fresh_vs_metadata_vitb32": number(s.spearman_vs_metadata_vitb32),
         "pass_agreement": number(s.pass_agreement),
-        "exact_duplicate_rate": round(s.exact_duplicate_rate, 4),
-        "near_duplicate_rate": round(s.near_duplicate_rate, 4),
-        "drop_reasons": dg.MetadataValue.md(counts_md("dropped because", s.dropped)) if s.dropped else "none",
         "fresh_score_histogram": path_value(root, layout.fresh_scores_png(key)),
-        "manifest": path_value(root, layout.samples_manifest(key)),
-        "pickle": path_value(root, layout.shard_pickle(key)),
     }
+
+
+def _scored_run_metadata(run: ShardedRun, clip: ClipScorer | None, scores: list[float], policy: str) -> dict:
+    md = {"policy": policy, "kept_yield_in_run": run.ratio("kept", "selected")}
+    if clip is None:
+        return {**md, "scorer": "none: the vila policy keeps every downloaded pair"}
+    chart = dg.MetadataValue.md(histogram_chart_md(scores, clip.min_fresh_score))
+    run.findings.add_metadata(FRESH_SCORE_DISTRIBUTION.name, histogram=chart)
+    return {**md, "scorer": dg.MetadataValue.json(clip.describe()), "threshold": clip.min_fresh_score,
+            "fresh_scores": chart}
 
 
 @dg.asset(
@@ -320,29 +398,29 @@ def _scored_metadata(s: RescoreSummary, layout: CoyoLayout, key: str) -> dict:
     pool="gpu",
     op_tags=gpu_op_tags(),
     check_specs=[c.spec("coyo_clip_scored") for c in CLIP_SCORED_CHECKS],
-    description="CLIP re-score of what was actually downloaded (the 2021 metadata scores may describe images "
-    "since replaced): pairs below the `clip` resource's min_fresh_score are dropped; writes VILA's per-shard "
-    "coyo pickle and a per-sample manifest with agreement between metadata and fresh scores. Runs in the "
-    "`gpu` pool; on k8s the step pod requests nvidia.com/gpu: 1.",
+    description="VILA's per-shard coyo pickle of what was downloaded, with a per-sample manifest. Under "
+    "`data_policy` curated, CLIP re-scores every pair (the 2021 metadata scores may describe images since "
+    "replaced) and drops those below the `clip` resource's min_fresh_score, reporting agreement with the "
+    "metadata scores; under vila nothing is scored (VILA never ran CLIP) and every downloaded pair is kept. "
+    "Runs in the `gpu` pool; on k8s the step pod requests nvidia.com/gpu: 1.",
 )
 def coyo_clip_scored(
-    context: dg.AssetExecutionContext, config: CoyoClipConfig, data_root: DataRoot, clip: ClipScorer
+    context: dg.AssetExecutionContext, config: CoyoClipConfig, data_root: DataRoot, clip: ClipScorer,
+    data_policy: DataPolicy,
 ) -> dg.MaterializeResult:
     layout = CoyoLayout(data_root)
     run = ShardedRun(context, CLIP_SCORED_CHECKS)
-    scorer = clip.describe()
-    run.log.info(f"scoring with {scorer}, threshold {clip.min_fresh_score}")
+    scorer = None if data_policy.is_vila else clip
+    run.log.info(f"scoring with {clip.describe()}, threshold {clip.min_fresh_score}" if scorer
+                 else "vila policy: no CLIP re-score, every downloaded pair is kept")
     all_scores: list[float] = []
     for key in run:
-        s = _rescore(layout, key, clip, config)
+        s = _rescore(layout, key, scorer, config)
         all_scores += s.fresh_scores
         _check_scored(run.findings, key, s, config.checks)
         run.record(key, _scored_metadata(s, layout, key), selected=s.selected, downloaded=s.downloaded,
                    scored=s.scored, kept=s.kept, dropped_below_threshold=s.below_threshold)
-    chart = dg.MetadataValue.md(histogram_chart_md(all_scores, clip.min_fresh_score))
-    run.findings.add_metadata(FRESH_SCORE_DISTRIBUTION.name, histogram=chart)
-    return run.result({"scorer": dg.MetadataValue.json(scorer), "threshold": clip.min_fresh_score,
-                       "kept_yield_in_run": run.ratio("kept", "selected"), "fresh_scores": chart})
+    return run.result(_scored_run_metadata(run, scorer, all_scores, data_policy.policy.value))
 
 
 # --- split ----------------------------------------------------------------------------------------------
@@ -375,25 +453,38 @@ def _scored_shards(context: dg.AssetExecutionContext, layout: CoyoLayout) -> tup
     return shards, [k for k in SHARD_KEYS if k not in done]
 
 
-def _check_contract(layout: CoyoLayout, config: CoyoSplitConfig) -> Findings:
-    """Reads the parts back from disk as LazyCoyoDataset would."""
+def _check_split(layout: CoyoLayout, config: CoyoSplitConfig, plan: SplitPlan, world_size: int) -> Findings:
+    """Reads the parts back from disk as LazyCoyoDataset would, and counts what it uses at the world size."""
     findings = Findings(SPLIT_CHECKS)
     out_dir = layout.split_dir()
-    report = check_split_dir(out_dir, config.samples_per_part, config.checks.decode_per_part)
-    findings.expect(VILA_CONTRACT.name, layout.data_root.relpath(out_dir), not report.problems,
+    subject = layout.data_root.relpath(out_dir)
+    report = check_split_dir(out_dir, config.samples_per_part, config.checks.decode_per_part,
+                             exact=plan.policy == Policy.vila.value)
+    findings.expect(VILA_CONTRACT.name, subject, not report.problems,
                     f"{len(report.problems)} problem(s): " + "; ".join(report.problems[:5]))
     findings.add_metadata(VILA_CONTRACT.name, parts=report.parts, records=report.records,
                           images_decoded=report.decoded, problems=dg.MetadataValue.json(report.problems[:20]))
+    usable = usable_records(report.sizes, world_size, SAMPLES_PER_INDEX)
+    findings.expect(TRAIN_WORLD_SIZE.name, subject, usable.lost == 0,
+                    f"{usable.usable} of {usable.total} records usable at world size {world_size} "
+                    f"({usable.lost} lost; {usable.shards_read} of {usable.shards} parts read)")
+    findings.add_metadata(TRAIN_WORLD_SIZE.name, world_size=world_size, usable=usable.usable, total=usable.total,
+                          lost=usable.lost, usable_share=round(usable.share, 4))
     return findings
 
 
-def _split_metadata(s: SplitSummary, missing: list[str], layout: CoyoLayout) -> dict:
+def _split_metadata(s: SplitSummary, missing: list[str], layout: CoyoLayout, world_size: int) -> dict:
+    plan = s.plan
     return {
-        "samples": s.total,
+        "policy": plan.policy,
+        "train_world_size": world_size,
+        "records": plan.records,
+        "samples": plan.total,
         "parts": s.parts,
-        "samples_per_part": s.samples_per_part,
-        "full_parts": s.full_parts,
-        "remainder": s.remainder,
+        "samples_per_part": plan.samples_per_part,
+        "part_sizes": dg.MetadataValue.json(sorted(set(s.part_sizes))),
+        "dropped": plan.dropped,
+        "padded": plan.padded,
         "shards_used": len(s.shards),
         "shards_missing": len(missing),
         "missing_shards": _ranges(missing) or "none",
@@ -404,30 +495,42 @@ def _split_metadata(s: SplitSummary, missing: list[str], layout: CoyoLayout) -> 
     }
 
 
+def _log_split(context: dg.AssetExecutionContext, plan: SplitPlan, missing: list[str]) -> None:
+    if plan.dropped:
+        context.log.warning(f"vila policy: the final {plan.dropped} of {plan.records} records do not fill a part "
+                            f"of {plan.samples_per_part} and are dropped, as VILA's coyo_splitter drops them")
+    if plan.padded:
+        context.log.info(f"curated policy: {plan.padded} of the first records repeated so every record is usable "
+                         f"at world size {plan.world_size}")
+    if missing:
+        context.log.warning(f"{len(missing)} of {len(SHARD_KEYS)} shards not materialized, not in the split: "
+                            f"{_ranges(missing)}")
+
+
 @dg.asset(
     group_name=GROUP,
     kinds={"pickle"},
     deps=[coyo_clip_scored],
     check_specs=[c.spec("coyo_split") for c in SPLIT_CHECKS],
     description="VILA's coyo_splitter: every materialized shard's kept records (shard order, then rank) cut into "
-    "equal-size part-%05d.pkl + .count under playground/data/coyo-700m/pkl02-split (12,440 per part); the "
-    "remainder is a last short part, never dropped. Shards not materialized are listed in the metadata.",
+    "part-%05d.pkl + .count under playground/data/coyo-700m/pkl02-split. `data_policy` vila: parts of exactly "
+    "samples_per_part (12,440), the final partial part dropped and reported; curated: parts of at most that, "
+    "laid out so every record is usable at `train_world_size`. Shards not materialized are listed.",
 )
-def coyo_split(context: dg.AssetExecutionContext, config: CoyoSplitConfig, data_root: DataRoot) -> dg.MaterializeResult:
+def coyo_split(context: dg.AssetExecutionContext, config: CoyoSplitConfig, data_root: DataRoot,
+               data_policy: DataPolicy) -> dg.MaterializeResult:
     layout = CoyoLayout(data_root)
     shards, missing = _scored_shards(context, layout)
+    world_size = data_policy.train_world_size
+    plan = plan_split(data_policy.policy, sum(kept_counts(shards).values()), config.samples_per_part, world_size)
     out_dir = layout.split_dir()
-    s = split_shards(shards, out_dir, config.samples_per_part, layout.split_manifest())
+    s = split_shards(shards, out_dir, plan, layout.split_manifest())
     data_root.publish_dir(out_dir)
     data_root.publish(layout.split_manifest())
-    if s.remainder:
-        context.log.info(f"last part {data_root.relpath(out_dir)}/part-{s.parts - 1:05d} holds the remainder: "
-                         f"{s.remainder} of {s.samples_per_part} (VILA's splitter dropped it)")
-    if missing:
-        context.log.warning(f"{len(missing)} of {len(SHARD_KEYS)} shards not materialized, not in the split: "
-                            f"{_ranges(missing)}")
-    findings = _check_contract(layout, config)
-    return dg.MaterializeResult(metadata=_split_metadata(s, missing, layout), check_results=findings.results())
+    _log_split(context, plan, missing)
+    findings = _check_split(layout, config, plan, world_size)
+    return dg.MaterializeResult(metadata=_split_metadata(s, missing, layout, world_size),
+                                check_results=findings.results())
 
 
 SHARD_ASSETS = [coyo_metadata_shard, coyo_selection, coyo_images, coyo_clip_scored]

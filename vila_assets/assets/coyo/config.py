@@ -13,7 +13,7 @@ from vila_assets.core.coyo_split import VILA_SAMPLES_PER_PART
 class CoyoSelectionConfig(dg.Config):
     fraction: float = VILA_FRACTION  # VILA: int(0.2 * n) rows per shard
     min_score: float = VILA_MIN_SCORE  # VILA: vitb32 + vitl14 > 0.6
-    oversample: float = 1.0  # > 1: preselect more; the re-score keeps the best int(fraction * n) by fresh score
+    oversample: float = 1.0  # > 1 (curated only): preselect more; the re-score keeps the best int(fraction * n)
     bucket_rows: int = 50_000  # full rows held at once while writing the selection in rank order
 
 
@@ -41,5 +41,5 @@ class CoyoSplitChecks(dg.Config):
 
 
 class CoyoSplitConfig(dg.Config):
-    samples_per_part: int = VILA_SAMPLES_PER_PART
+    samples_per_part: int = VILA_SAMPLES_PER_PART  # vila: every part exactly this; curated: at most this
     checks: CoyoSplitChecks = CoyoSplitChecks()

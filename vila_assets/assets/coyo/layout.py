@@ -2,7 +2,7 @@
 
 Per shard ``<key>``::
 
-    staging/coyo/<key>/source.json         repo, file and the commit sha it was read at
+    staging/coyo/<key>/source.json         source location, file and the commit sha it was read at (hub)
     staging/coyo/<key>/selection.parquet   the selected rows in rank order
     staging/coyo/<key>/selection.json      the selection summary (counts, cut, ties)
     staging/coyo/<key>/samples.parquet     the crawler's output, one row per selected row, same order
@@ -12,7 +12,8 @@ Per shard ``<key>``::
     reports/coyo/fresh_scores_<key>.png    fresh-score histogram
 
 For the split: ``playground/data/coyo-700m/pkl02-split/part-%05d.pkl`` + ``.count`` (VILA's registry
-path) and ``manifests/coyo/split.parquet`` (part, index, shard, id). Crawl scratch (never published):
+path) and ``manifests/coyo/split.parquet`` (part, index, shard, id, repeat; part null for records the vila
+policy drops with VILA's final partial part). Crawl scratch (never published):
 ``staging/coyo/_crawl/<first>-<last>-<n>/``.
 """
 
