@@ -6,6 +6,8 @@ import io
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from vila_assets.core.crawl.imaging import ImageSpec, phash_distance, process_image, sniff
@@ -125,3 +127,33 @@ def test_shrink_sizes_and_antialiasing(factor):
     if 4 / 3 < factor < 2:
         assert out.std() < 0.5 * plain.std()
     assert _shrink(stripes, 600) is stripes  # never upscaled, not even copied
+
+
+def _seeds() -> list[bytes]:
+    from vila_assets.sample_world import hostile_images as hostile
+
+    photos = [encode(render_photo("red", "circle", 1, 96, 64), fmt) for fmt in ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")]
+    modes = [hostile.mode_sample_bytes(s.name) for s in hostile.MODE_SAMPLES]
+    bombs = [make() for make, _ in hostile.PIXEL_BOMBS.values() if make is not hostile.bomb_png]
+    progressive = io.BytesIO()
+    render_photo("blue", "square", 2, 96, 64).save(progressive, "JPEG", progressive=True)
+    return photos + modes + bombs + [progressive.getvalue()]
+
+
+SEEDS = _seeds()
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(SEEDS), st.integers(0, 4096), st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), max_size=8))
+def test_hostile_image_bytes_never_raise_and_always_give_a_status_and_reason(seed, cut, flips):
+    """Any image of any format and mode, truncated anywhere and with bytes flipped anywhere (headers
+    included): a result with a status, and a reason unless it is ok; never an exception (one escaping
+    exception would end the whole crawl)."""
+    data = bytearray(seed[: max(0, len(seed) - cut)])
+    for where, value in flips:
+        if data:
+            data[where % len(data)] = value
+    out = process_image(bytes(data), ImageSpec(image_size=48, max_pixels=4_000_000))
+    assert out["status"] in ("ok", "failed_decode", "filtered")
+    assert (out["status"] == "ok") == (out["image"] is not None)
+    assert out["status"] == "ok" or out["error"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import http.client
 import time
 import urllib.error
 import urllib.request
@@ -56,3 +58,57 @@ def test_bombs_are_small_on_the_wire(path):
     with ImageWeb() as web:
         code, body, _ = _get(web.base_url + path)
     assert code == 200 and len(body) < 200_000
+
+
+def test_hostile_routes_are_small_on_the_wire_and_say_what_they_are():
+    from vila_assets.sample_world import hostile_images as hostile
+
+    with ImageWeb() as web:
+        for fmt in hostile.PIXEL_BOMBS:
+            code, body, _ = _get(f"{web.base_url}/pxbomb/{fmt}")
+            assert code == 200 and len(body) < 200_000, fmt
+        code, body, headers = _get(f"{web.base_url}/gzip/bomb/w.jpg")
+        assert (code, headers["Content-Encoding"]) == (200, "gzip") and len(body) < 2_000_000
+        assert gzip.decompress(_get(f"{web.base_url}/gzip/photo/w.jpg")[1])[:3] == b"\xff\xd8\xff"
+        assert _get(f"{web.base_url}/mode/grey16.png")[1] == hostile.mode_sample_bytes("grey16.png")
+
+
+def test_burst_and_reset_routes_fail_their_first_hits_then_serve():
+    with ImageWeb() as web:
+        assert [_get(f"{web.base_url}/burst/2/502/b.jpg")[0] for _ in range(3)] == [502, 502, 200]
+        with pytest.raises((ConnectionResetError, http.client.IncompleteRead, urllib.error.URLError)):
+            _get(f"{web.base_url}/reset/1/r.jpg")
+        assert _get(f"{web.base_url}/reset/1/r.jpg")[0] == 200
+        assert web.hits("/reset/1/r.jpg") == 2 and len(web.hit_times("/burst/2/502/b.jpg")) == 3
+
+
+def test_to_route_redirects_anywhere_and_headers_are_recorded():
+    with ImageWeb() as web:
+        target = "http://10.0.0.1/x.jpg"
+        request = urllib.request.Request(f"{web.base_url}/to/{target.encode().hex()}", headers={"X-Probe": "1"})
+        opener = urllib.request.build_opener(_NoRedirect)
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            opener.open(request, timeout=10)
+        assert caught.value.code == 302 and caught.value.headers["Location"] == target
+        assert web.last_headers(f"/to/{target.encode().hex()}")["X-Probe"] == "1"
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+def test_tls_web_serves_with_the_test_ca_and_its_certificates_fail_as_designed(tmp_path):
+    import ssl
+
+    from vila_assets.sample_world.tls import TestPki
+
+    pki = TestPki(tmp_path)
+    with ImageWeb(tls=pki.server_context("valid")) as good, ImageWeb(tls=pki.server_context("expired")) as old:
+        assert good.base_url.startswith("https://127.0.0.1:")
+        with urllib.request.urlopen(placeholder_url(good.base_url, 1), context=pki.client_context(), timeout=10) as r:
+            assert r.status == 200 and r.read()[:3] == b"\xff\xd8\xff"
+        with pytest.raises(urllib.error.URLError) as caught:
+            urllib.request.urlopen(placeholder_url(old.base_url, 1), context=pki.client_context(), timeout=10)
+        assert isinstance(caught.value.reason, ssl.SSLCertVerificationError)
+        assert old.total_hits() == 0

@@ -1,6 +1,10 @@
 """``vila-assets crawl INPUT OUTPUT_DIR [options]``: the crawler from a shell.
 
 ``main(argv)`` takes the arguments after the word "crawl"; ``python -m vila_assets.crawl_cli`` works too.
+
+The crawler is imported inside the functions: a spawned crawler process re-imports this module as its
+``__main__`` before anything else, and must not load OpenCV, Pillow and aiohttp before it has armed
+"die with my parent" (``core/crawl/parts.py``).
 """
 
 from __future__ import annotations
@@ -9,11 +13,15 @@ import argparse
 import json
 import logging
 import sys
+from typing import TYPE_CHECKING
 
-from vila_assets.core.crawl import CrawlConfig, CrawlOption, crawl, crawl_options
+if TYPE_CHECKING:
+    from vila_assets.core.crawl import CrawlConfig, CrawlOption
 
 
 def build_parser(prog: str = "vila-assets crawl") -> argparse.ArgumentParser:
+    from vila_assets.core.crawl import crawl_options
+
     p = argparse.ArgumentParser(
         prog=prog,
         description="Download, check and re-encode the images of a URL list into OUTPUT_DIR/samples.parquet. "
@@ -41,10 +49,14 @@ def _add_option(parser: argparse.ArgumentParser, option: CrawlOption) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> CrawlConfig:
+    from vila_assets.core.crawl import CrawlConfig, crawl_options
+
     return CrawlConfig(**{option.name: getattr(args, option.name) for option in crawl_options()})
 
 
 def main(argv: list[str] | None = None) -> int:
+    from vila_assets.core.crawl import crawl
+
     args = build_parser().parse_args(argv)
     try:
         config = config_from_args(args)

@@ -26,10 +26,31 @@ Routes
 ``/loop/<a|b>/<name>``                                      a -> b -> a -> ... (redirect loop)
 ``/goto/<private|metadata|ftp|file>``                       302 to http://10.0.0.1/x.jpg, the cloud metadata
                                                             address, an ftp:// and a file:// URL
+``/to/<hex>``                                               302 to any URL (its UTF-8 bytes in hex)
 ``/robots/<directive>/<name>.jpg``                          a photo with ``X-Robots-Tag: <directive>``
 ``/bomb.png`` / ``/bomb.jpg``                               tiny files whose headers declare 30000x30000 px
+``/pxbomb/<png|jpg|gif|webp|tif|bmp>``                      pixel bombs of every format (hostile_images.PIXEL_BOMBS)
+``/bigpx/<png|webp|jpg|gif|tif>/<name>``                    a legitimate 62 MP image, just under the pixel limit
+``/mode/<sample name>``                                     an image in an unusual mode (hostile_images.MODE_SAMPLES)
 ``/dup/exact/<i>.jpg``                                      byte-identical copies of one photo
 ``/dup/near/<v>.jpg``                                       that photo re-encoded at another size/quality (v = 0..3)
+
+Faults beyond the basic ones (``k``: how many first hits fail; hits are counted per path + query):
+
+``/gzip/<bomb|bomb-chunked|nested|endless|photo>/<name>``   ``Content-Encoding: gzip``: a 1 GiB -> 1 MB bomb with
+                                                            Content-Length, the same chunked, gzip-in-gzip, an
+                                                            endless gzip stream, a real photo (must decode fine)
+``/deflate/<bomb|raw>/<name>``                              deflate bombs, zlib-wrapped and raw
+``/br/<name>``                                              ``Content-Encoding: br`` (not decodable here)
+``/reset/<k>/<name>.jpg``                                   half the body, then a TCP reset, for the first k hits
+``/burst/<k>/<code>/<name>.jpg``                            HTTP <code> for the first k hits, then a photo
+``/ratelimit-long/<k>/<name>.jpg``                          429 + ``Retry-After: 3600`` for the first k hits
+``/ratelimit-date/<k>/<name>.jpg``                          429 + an HTTP-date Retry-After 1 s ahead
+``/short-length/<name>.jpg``                                Content-Length half the body's; the rest follows 0.1 s
+                                                            later (the excess poisons a kept-alive connection:
+                                                            serve it from a web of its own for exact outcomes)
+``/stall/<name>.jpg``                                       headers, then silence
+``/empty/<name>.jpg``                                       200 with an empty body
 
 ``hostile_catalogue(base)`` lists one URL per route with the status the crawler must give it.
 """
@@ -37,24 +58,27 @@ Routes
 from __future__ import annotations
 
 import contextlib
+import email.utils
 import hashlib
 import io
 import random
 import re
 import socket
+import ssl
 import struct
 import threading
 import time
-import zlib
 from functools import lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 from PIL import Image, ImageDraw
 
+from . import hostile_images as hostile
+from .hostile_images import BOMB_SIDE, bomb_jpg, bomb_png
 from .images import COLORS, encode, render_photo, render_placeholder
 
-BOMB_SIDE = 30_000
+__all__ = ["BOMB_SIDE", "ImageWeb", "bomb_jpg", "bomb_png", "fault_url", "hostile_catalogue", "photo_url"]
 PRIVATE_TARGETS = {
     "private": "http://10.0.0.1/x.jpg",
     "metadata": "http://169.254.169.254/latest/meta-data",
@@ -163,6 +187,16 @@ def hostile_catalogue(base: str, tag: str = "c", timeout: float = 20.0) -> list[
         (fault_url(base, "robots", f"{tag}-all", "all"), "ok"),
         (fault_url(base, "bomb", "png"), "failed_decode"),
         (fault_url(base, "bomb", "jpg"), "failed_decode"),
+        (f"{base}/pxbomb/gif", "failed_decode"),
+        (f"{base}/pxbomb/webp", "failed_decode"),
+        (f"{base}/pxbomb/tif", "failed_decode"),
+        (f"{base}/mode/grey16.png", "ok"),
+        (f"{base}/mode/float.tif", "failed_decode"),
+        (f"{base}/gzip/bomb/{tag}-gz.jpg", "failed_download"),
+        (f"{base}/gzip/photo/{tag}-gzphoto.jpg", "ok"),
+        (f"{base}/br/{tag}-br.jpg", "failed_download"),
+        (f"{base}/reset/1/{tag}-reset.jpg", "ok"),
+        (f"{base}/burst/2/502/{tag}-burst.jpg", "ok"),
     ]
 
 
@@ -231,35 +265,6 @@ def near_dup_bytes(variant: int) -> bytes:
     if (w, h) != img.size:
         img = img.resize((w, h), Image.Resampling.BICUBIC)
     return encode(img, "JPEG", quality=q)
-
-
-def _png_chunk(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
-
-
-@lru_cache(maxsize=1)
-def bomb_png() -> bytes:
-    """A real, valid 30000x30000 1-bit PNG (~110 KB): decoding it would allocate ~900 MB as RGB."""
-    row = b"\x00" + b"\x00" * (BOMB_SIDE // 8 + (BOMB_SIDE % 8 > 0))
-    comp = zlib.compressobj(9)
-    parts = [comp.compress(row) for _ in range(BOMB_SIDE)]
-    parts.append(comp.flush())
-    ihdr = struct.pack(">IIBBBBB", BOMB_SIDE, BOMB_SIDE, 1, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", b"".join(parts)) + _png_chunk(b"IEND", b"")
-
-
-@lru_cache(maxsize=1)
-def bomb_jpg() -> bytes:
-    """A 16x16 JPEG whose SOF header is patched to claim 30000x30000."""
-    data = bytearray(encode(Image.new("RGB", (16, 16), (128, 128, 128)), "JPEG", quality=50))
-    i = 2
-    while i < len(data):
-        marker, length = data[i + 1], struct.unpack(">H", data[i + 2 : i + 4])[0]
-        if marker in (0xC0, 0xC1, 0xC2):
-            data[i + 5 : i + 9] = struct.pack(">HH", BOMB_SIDE, BOMB_SIDE)
-            break
-        i += 2 + length
-    return bytes(data)
 
 
 @lru_cache(maxsize=64)
@@ -339,7 +344,76 @@ def plan_response(path: str, count: int = 1 << 30) -> tuple:
         m = re.fullmatch(r"([0-3])\.jpg", parts[2])
         if parts[1] == "near" and m:
             return ("send", 200, near_dup_bytes(int(m[1])), jpeg, {})
-    return ("send", 404, b"not found\n", "text/plain", {})
+    return _plan_hostile(head, parts, count) or _plan_encoded(head, parts) or ("send", 404, b"not found\n", "text/plain", {})
+
+
+_EXT_CTYPE = {"png": "image/png", "jpg": "image/jpeg", "gif": "image/gif", "webp": "image/webp", "tif": "image/tiff",
+              "bmp": "image/bmp"}
+
+
+def _ctype(name: str) -> str:
+    return _EXT_CTYPE.get(name.rsplit(".", 1)[-1], "application/octet-stream")
+
+
+def _plan_hostile(head: str, parts: list[str], count: int) -> tuple | None:
+    """Unusual images and the faults added for the fault web (see the module docstring)."""
+    if head == "mode" and len(parts) == 2:
+        with contextlib.suppress(KeyError):
+            return ("send", 200, hostile.mode_sample_bytes(parts[1]), _ctype(parts[1]), {})
+    elif head == "pxbomb" and len(parts) == 2 and parts[1] in hostile.PIXEL_BOMBS:
+        return ("send", 200, hostile.PIXEL_BOMBS[parts[1]][0](), _ctype(parts[1]), {})
+    elif head == "bigpx" and len(parts) == 3 and parts[1] in ("png", "webp", "jpg", "gif", "tif"):
+        return ("send", 200, hostile.near_limit_image(parts[1]), _ctype(parts[1]), {})
+    elif head == "reset" and len(parts) == 3 and parts[1].isdigit():
+        return ("reset", _name_photo(parts[2])) if count <= int(parts[1]) else ("send", 200, _name_photo(parts[2]), "image/jpeg", {})
+    elif head == "burst" and len(parts) == 4 and parts[1].isdigit() and parts[2].isdigit():
+        if count <= int(parts[1]):
+            return ("send", int(parts[2]), b"busy\n", "text/plain", {})
+        return ("send", 200, _name_photo(parts[3]), "image/jpeg", {})
+    elif head in ("ratelimit-long", "ratelimit-date") and len(parts) == 3 and parts[1].isdigit():
+        if count > int(parts[1]):
+            return ("send", 200, _name_photo(parts[2]), "image/jpeg", {})
+        after = "3600" if head == "ratelimit-long" else email.utils.formatdate(time.time() + 1, usegmt=True)
+        return ("send", 429, b"slow down\n", "text/plain", {"Retry-After": after})
+    elif head == "short-length" and len(parts) == 2:
+        return ("short-length", _name_photo(parts[1]))
+    elif head == "to" and len(parts) == 2:
+        with contextlib.suppress(ValueError):
+            return _redirect(bytes.fromhex(parts[1]).decode("utf-8"))
+    elif head == "stall" and len(parts) == 2:
+        return ("stall",)
+    elif head == "empty" and len(parts) == 2:
+        return ("send", 200, b"", "image/jpeg", {})
+    return None
+
+
+def _plan_encoded(head: str, parts: list[str]) -> tuple | None:
+    """Bodies with a Content-Encoding: compression bombs and one honest gzip-encoded photo."""
+    gzip = {"Content-Encoding": "gzip"}
+    if head == "gzip" and len(parts) == 3:
+        kind, name = parts[1], parts[2]
+        if kind == "bomb":
+            return ("send", 200, hostile.compression_bomb("gzip"), "image/jpeg", gzip)
+        if kind == "bomb-chunked":
+            bomb = hostile.compression_bomb("gzip")
+            return ("chunked", lambda: (bomb[i : i + 65536] for i in range(0, len(bomb), 65536)), gzip)
+        if kind == "nested":
+            return ("send", 200, _nested_bomb(), "image/jpeg", {"Content-Encoding": "gzip, gzip"})
+        if kind == "endless":
+            return ("chunked", hostile.endless_gzip, gzip)
+        if kind == "photo":
+            return ("send", 200, hostile.gzip_bytes(_name_photo(name)), "image/jpeg", gzip)
+    elif head == "deflate" and len(parts) == 3 and parts[1] in ("bomb", "raw"):
+        coding = "deflate" if parts[1] == "bomb" else "raw-deflate"
+        return ("send", 200, hostile.compression_bomb(coding), "image/jpeg", {"Content-Encoding": "deflate"})
+    elif head == "br" and len(parts) == 2:
+        return ("send", 200, b"\x1b" + bytes(200), "image/jpeg", {"Content-Encoding": "br"})
+    return None
+
+
+@lru_cache(maxsize=1)
+def _nested_bomb() -> bytes:
+    return hostile.gzip_bytes(hostile.compression_bomb("gzip"))
 
 
 def _redirect(location: str) -> tuple:
@@ -353,6 +427,10 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
     def setup(self) -> None:
+        if isinstance(self.request, ssl.SSLSocket):
+            self.request.settimeout(10)
+            self.request.do_handshake()  # a client refusing our certificate ends the request here
+            self.request.settimeout(None)
         super().setup()
         # A send buffer big enough for a whole photo: sendall() then finishes without blocking, so a
         # busy server thread never waits to re-take the GIL mid-body while the client drains slowly.
@@ -364,7 +442,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 - stdlib naming
         web = self.server.web
-        count = web._hit(self.path)
+        count = web._hit(self.path, dict(self.headers.items()))
         if web.latency_s:
             time.sleep(web.latency_for(self.path))
         try:
@@ -394,6 +472,14 @@ class _Handler(BaseHTTPRequestHandler):
             return self._drip(plan[2], plan[1])
         if kind == "endless":
             return self._endless()
+        if kind == "chunked":
+            return self._chunked(plan[1](), plan[2])
+        if kind == "reset":
+            return self._reset(plan[1])
+        if kind == "short-length":
+            return self._short_length(plan[1])
+        if kind == "stall":
+            return self._stall()
         # "truncated" / "huge": a Content-Length the body never reaches, then hang up.
         body = plan[1]
         self.send_response(200)
@@ -419,6 +505,58 @@ class _Handler(BaseHTTPRequestHandler):
             if self.server.web._stopping.is_set():
                 break
 
+    def _chunked(self, pieces, headers: dict) -> None:
+        """A chunked body from ``pieces`` (no Content-Length), until they end, the client hangs up, or
+        256 MiB went out."""
+        self.send_response(200)
+        self.send_header("Content-Type", "image/jpeg")
+        self.send_header("Transfer-Encoding", "chunked")
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.end_headers()
+        sent = 0
+        for piece in pieces:
+            if self.server.web._stopping.is_set() or sent > 256 << 20:
+                break
+            if piece:
+                self.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+                sent += len(piece)
+        else:
+            self.wfile.write(b"0\r\n\r\n")
+        self.close_connection = True
+
+    def _reset(self, body: bytes) -> None:
+        """Half the body, then a TCP reset (SO_LINGER 0), not a clean close."""
+        self.send_response(200)
+        self.send_header("Content-Type", "image/jpeg")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body[: len(body) // 2])
+        self.wfile.flush()
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.server.reset_requests.add(id(self.request))  # closed without a FIN first: an RST
+        self.close_connection = True
+
+    def _short_length(self, body: bytes) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "image/jpeg")
+        self.send_header("Content-Length", str(len(body) // 2))
+        self.end_headers()
+        self.wfile.write(body[: len(body) // 2])
+        self.wfile.flush()
+        time.sleep(0.1)  # the declared response is complete on the client before the excess comes
+        self.wfile.write(body[len(body) // 2 :])
+        self.close_connection = True
+
+    def _stall(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "image/jpeg")
+        self.send_header("Content-Length", "100000")
+        self.end_headers()
+        self.wfile.flush()
+        self.server.web._stopping.wait(120)
+        self.close_connection = True
+
     def _endless(self) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "image/jpeg")
@@ -440,11 +578,29 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 256
     web: ImageWeb
 
+    def __init__(self, address, handler, tls: ssl.SSLContext | None = None) -> None:
+        self.tls = tls
+        self.reset_requests: set[int] = set()
+        super().__init__(address, handler)
+
+    def get_request(self):
+        sock, address = super().get_request()
+        if self.tls is not None:  # the handshake happens in the request's own thread (Handler.setup)
+            sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return sock, address
+
+    def shutdown_request(self, request) -> None:
+        if id(request) in self.reset_requests:
+            self.reset_requests.discard(id(request))
+            self.close_request(request)  # SO_LINGER 0 and no shutdown(): the peer gets an RST
+            return
+        super().shutdown_request(request)
+
     def handle_error(self, request, client_address) -> None:
         # Clients hanging up (timeouts, aborted oversized bodies) are part of the game, not errors.
         import sys
 
-        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError, ssl.SSLError, OSError)):
             super().handle_error(request, client_address)
 
 
@@ -452,13 +608,21 @@ class ImageWeb:
     """Serve the hostile image web on 127.0.0.1:<free port> from a background thread.
 
     ``latency_s``: seconds added to every request; a (lo, hi) pair gives each path a fixed latency in
-    that range. ``hits(path)`` counts requests for a path (with its query string, if any).
+    that range. ``hits(path)`` counts requests for a path (with its query string, if any),
+    ``hit_times(path)`` says when they came, ``last_headers(path)`` what the last one carried.
     """
 
-    def __init__(self, latency_s: float | tuple[float, float] = 0.0, host: str = "127.0.0.1") -> None:
+    def __init__(self, latency_s: float | tuple[float, float] = 0.0, host: str = "127.0.0.1",
+                 tls: ssl.SSLContext | None = None, port: int = 0) -> None:
+        """``tls``: a server context (``sample_world.tls``) to serve https instead of http; ``port``: 0 for
+        any free one."""
         self.latency_s = latency_s
         self.host = host
+        self.port = port
+        self.tls = tls
         self._hits: dict[str, int] = {}
+        self._headers: dict[str, dict[str, str]] = {}
+        self._times: dict[str, list[float]] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._server: _Server | None = None
@@ -471,26 +635,45 @@ class ImageWeb:
             return lo + (hi - lo) * (_seed_of(path) % 1000) / 999
         return float(self.latency_s)
 
-    def _hit(self, path: str) -> int:
+    def _hit(self, path: str, headers: dict[str, str] | None = None) -> int:
         with self._lock:
             n = self._hits.get(path, 0) + 1
             self._hits[path] = n
+            self._times.setdefault(path, []).append(time.monotonic())
+            if headers is not None:
+                self._headers[path] = headers
             return n
 
-    def hits(self, path: str) -> int:
-        """Requests seen for ``path`` (a path or a full URL on this server)."""
+    @staticmethod
+    def _target(path: str) -> str:
         if path.startswith("http"):
             s = urlsplit(path)
             path = s.path + (f"?{s.query}" if s.query else "")
+        return path
+
+    def hits(self, path: str) -> int:
+        """Requests seen for ``path`` (a path or a full URL on this server)."""
         with self._lock:
-            return self._hits.get(path, 0)
+            return self._hits.get(self._target(path), 0)
+
+    def hit_times(self, path: str) -> list[float]:
+        """``time.monotonic()`` of every request for ``path`` (a path or a full URL), in order."""
+        with self._lock:
+            return list(self._times.get(self._target(path), []))
+
+    def last_headers(self, path: str) -> dict[str, str] | None:
+        """The request headers of the last request for ``path`` (a path or a full URL)."""
+        with self._lock:
+            return self._headers.get(self._target(path))
 
     def warm(self, urls) -> None:
         """Render and cache the bytes behind ``urls`` (this server's URLs) before timing or testing."""
         for url in urls:
             s = urlsplit(url)
             if s.scheme in ("http", "https") and f"{s.scheme}://{s.netloc}" == self.base_url:
-                plan_response(s.path)
+                plan = plan_response(s.path)
+                if plan[0] == "chunked":
+                    next(iter(plan[1]()), None)  # renders what the pieces are cut from
 
     def total_hits(self) -> int:
         with self._lock:
@@ -500,13 +683,14 @@ class ImageWeb:
         if self._server is not None:
             return self.base_url
         self._stopping.clear()
-        self._server = _Server((self.host, 0), _Handler)
+        self._server = _Server((self.host, self.port), _Handler, self.tls)
         self._server.web = self
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="image-web", daemon=True
         )
         self._thread.start()
-        self.base_url = f"http://{self.host}:{self._server.server_address[1]}"
+        scheme = "https" if self.tls is not None else "http"
+        self.base_url = f"{scheme}://{self.host}:{self._server.server_address[1]}"
         return self.base_url
 
     def stop(self) -> None:

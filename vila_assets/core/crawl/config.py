@@ -46,6 +46,14 @@ class CrawlConfig:
     max_pixels: int = _option(
         64_000_000, "largest source image in pixels (width x height); more is a decompression bomb"
     )
+    body_memory: int = _option(
+        512 * 2**20, "bytes of downloaded bodies held at once, all processes together; a download waits "
+        "(inside its deadline) for room", tuning=True,
+    )
+    decode_memory: int = _option(
+        768 * 2**20, "bytes of decoded pixels at once, all processes together (an image's estimated peak "
+        "is reserved before decoding; a bigger one runs alone)", tuning=True,
+    )
     max_redirects: int = _option(5, "redirects followed per URL")
     user_agent: str = _option(DEFAULT_USER_AGENT, "User-Agent header; its first word is our X-Robots-Tag agent name")
     backoff_base: float = _option(0.5, "first retry delay in seconds (doubling per attempt, with jitter)")
@@ -67,6 +75,8 @@ class CrawlConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "allow_networks", tuple(self.allow_networks))
+        if self.body_memory < 1 or self.decode_memory < 1:
+            raise ValueError(f"body_memory and decode_memory must be >= 1, not {self.body_memory} and {self.decode_memory}")
         if self.processes < 0 or self.workers < 1:
             raise ValueError(f"processes must be >= 0 and workers >= 1, not {self.processes} and {self.workers}")
         if self.http_backend not in typing.get_args(HttpBackend):

@@ -22,12 +22,13 @@ from pathlib import Path
 
 import httpx
 
+from .budget import Budgets, Reservation
 from .checkpoint import Checkpoint, input_fingerprint
 from .config import CrawlConfig
 from .fetch import Fetcher
 from .imaging import ImageSpec, configure_worker, process_image
 from .parts import BlockDealer, PartFailed, RowTally, available_cpus, run_parts
-from .policy import UrlPolicy
+from .policy import Resolver, UrlPolicy
 from .progress import DefaultProgress, ProgressFn
 from .reader import InputRow, count_rows, read_rows
 from .writer import SAMPLE_STATUSES
@@ -71,13 +72,16 @@ def crawl(
     *,
     progress: ProgressFn | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
+    resolver: Resolver | None = None,
 ) -> CrawlSummary:
     """Download, check and re-encode every URL of ``input_path`` into ``output_dir/samples.parquet``.
 
     One output row per input row, in input order, whatever happened to it (see ``SAMPLE_STATUSES``).
     Interrupted runs resume from ``output_dir/.checkpoint`` and produce the same bytes, whatever the
-    number of processes of either run. ``transport`` is for tests (e.g. to record which addresses were
-    contacted); it keeps the crawl in this process.
+    number of processes of either run. ``transport`` and ``resolver`` (host, port -> addresses) are for
+    tests (to record which addresses were contacted, to fake DNS); either keeps the crawl in this process.
+    Memory: bodies and decoded pixels stay within ``config.body_memory`` and ``config.decode_memory``
+    over all processes together (``budget.py``).
     """
     started = time.monotonic()
     input_path, output_dir = Path(input_path), Path(output_dir)
@@ -91,7 +95,7 @@ def crawl(
     own_progress = progress is None
     report = DefaultProgress(total) if own_progress else progress
     try:
-        _crawl_in_parts(input_path, output_dir, ckpt, fingerprint, config, transport, tally,
+        _crawl_in_parts(input_path, output_dir, ckpt, fingerprint, config, (transport, resolver), tally,
                         lambda: report(tally.done, total, tally.counts))
     finally:
         if own_progress:
@@ -113,20 +117,22 @@ def crawl(
 
 
 def _crawl_in_parts(input_path: Path, output_dir: Path, ckpt: Checkpoint, fingerprint: dict, config: CrawlConfig,
-                    transport: httpx.AsyncBaseTransport | None, tally: RowTally, on_rows: Callable[[], None]) -> None:
-    """Crawl the rows ``ckpt`` lacks in as many processes as ``plan_parts`` says (this one included)."""
+                    test_hooks: tuple, tally: RowTally, on_rows: Callable[[], None]) -> None:
+    """Crawl the rows ``ckpt`` lacks in as many processes as ``plan_parts`` says (this one included).
+    ``test_hooks``: (transport, resolver), both None outside tests."""
     todo = ckpt.total - ckpt.resumed
-    parts = 1 if transport is not None else plan_parts(config, todo)
+    parts = 1 if any(hook is not None for hook in test_hooks) else plan_parts(config, todo)
     part_config = config.for_part(parts)
+    budgets = Budgets.create(config.body_memory, config.decode_memory, shared=parts > 1)  # totals, for all parts
     if parts > 1:
         log.info("crawl: %d rows to do in %d processes", todo, parts)
 
     def part_zero(own: RowTally, on_own_rows: Callable[[], None], stop: threading.Event, dealer: BlockDealer) -> None:
-        crawling = _crawl_rows(input_path, ckpt, part_config, dealer, transport, own, on_own_rows, stop)
+        crawling = _crawl_rows(input_path, ckpt, part_config, dealer, budgets, test_hooks, own, on_own_rows, stop)
         _run_loop(crawling, config.event_loop)
 
     child_args = (input_path, output_dir, fingerprint, ckpt.total, part_config)
-    run_parts(part_zero, _part_main, child_args, parts, tally, on_rows)
+    run_parts(part_zero, _part_main, child_args, parts, tally, on_rows, shared=(budgets,))
 
 
 def _run_loop(coro, event_loop: str) -> None:
@@ -169,20 +175,23 @@ def _loop_factory(name: str):
     return None
 
 
-def _part_main(part: int, tally: RowTally, on_rows: Callable[[], None], dealer: BlockDealer,
-               input_path: Path, output_dir: Path, fingerprint: dict, total: int, config: CrawlConfig) -> None:
+def _part_main(part: int, tally: RowTally, on_rows: Callable[[], None], dealer: BlockDealer, input_path: Path,
+               output_dir: Path, fingerprint: dict, total: int, config: CrawlConfig, budgets: Budgets) -> None:
     """Body of crawler process ``part``: unfinished rows of the blocks it gets from ``dealer``."""
     ckpt = Checkpoint(output_dir, fingerprint, total, flush_rows=config.checkpoint_rows,
                       flush_s=config.checkpoint_s, part=part, attach=True)
-    _run_loop(_crawl_rows(input_path, ckpt, config, dealer, None, tally, on_rows, None), config.event_loop)
+    crawling = _crawl_rows(input_path, ckpt, config, dealer, budgets, (None, None), tally, on_rows, None)
+    _run_loop(crawling, config.event_loop)
 
 
-async def _crawl_rows(input_path: Path, ckpt: Checkpoint, config: CrawlConfig, dealer: BlockDealer,
-                      transport, tally: RowTally, on_rows: Callable[[], None], stop: threading.Event | None) -> None:
+async def _crawl_rows(input_path: Path, ckpt: Checkpoint, config: CrawlConfig, dealer: BlockDealer, budgets: Budgets,
+                      test_hooks: tuple, tally: RowTally, on_rows: Callable[[], None], stop: threading.Event | None) -> None:
     """Fetch and process this process's unfinished rows; every finished row goes to ``ckpt``.
     ``stop`` (set from another thread) ends it early with ``PartFailed``."""
+    transport, resolver = test_hooks
     spec = config.image_spec()
     loop = asyncio.get_running_loop()
+    cancelled = threading.Event()  # ends imaging threads' waits for the pixel budget when we stop
     queue: asyncio.Queue[InputRow | None] = asyncio.Queue(maxsize=config.concurrency * 2)
 
     async def produce() -> None:
@@ -194,7 +203,7 @@ async def _crawl_rows(input_path: Path, ckpt: Checkpoint, config: CrawlConfig, d
 
     async def work(fetcher: Fetcher, pool) -> None:
         while (row := await queue.get()) is not None:
-            result = await _one(row, fetcher, pool, spec, loop)
+            result = await _one(row, fetcher, pool, spec, loop, budgets, cancelled)
             tally.add(result["status"], result["error"], result["nbytes"] or 0)
             ckpt.add(result)
             on_rows()
@@ -227,10 +236,11 @@ async def _crawl_rows(input_path: Path, ckpt: Checkpoint, config: CrawlConfig, d
     )
     ticker = asyncio.create_task(tick())
     try:
-        async with Fetcher(config, UrlPolicy(config.allow_networks), transport) as fetcher:
+        async with Fetcher(config, UrlPolicy(config.allow_networks, resolver), transport) as fetcher:
             await until_stopped(asyncio.create_task(all_rows(fetcher, pool)))
     finally:
         ticker.cancel()
+        cancelled.set()
         pool.shutdown(wait=True, cancel_futures=True)
         ckpt.flush()  # rows finished before a failure or stop are kept
 
@@ -240,14 +250,19 @@ _EMPTY_IMAGE_FIELDS = dict.fromkeys(
 )
 
 
-async def _one(row: InputRow, fetcher: Fetcher, pool, spec: ImageSpec, loop) -> dict:
+async def _one(row: InputRow, fetcher: Fetcher, pool, spec: ImageSpec, loop, budgets: Budgets,
+               cancelled: threading.Event) -> dict:
     base = {"index": row.index, "key": row.key, "url": row.url, "caption": row.caption}
     if not row.url:
         return {**base, **_EMPTY_IMAGE_FIELDS, "status": "failed_download", "error": "empty url",
                 "http_status": None, "attempts": 0, "nbytes": 0}
-    got = await fetcher.fetch(row.url)
-    base.update(http_status=got.http_status, attempts=got.attempts, nbytes=got.nbytes)
-    if got.data is None:
-        return {**base, **_EMPTY_IMAGE_FIELDS, "status": got.status, "error": got.error}
-    image = await loop.run_in_executor(pool, process_image, got.data, spec)
-    return {**base, **image}
+    hold = Reservation(budgets.bodies)  # the body stays accounted for until its image is done
+    try:
+        got = await fetcher.fetch(row.url, hold)
+        base.update(http_status=got.http_status, attempts=got.attempts, nbytes=got.nbytes)
+        if got.data is None:
+            return {**base, **_EMPTY_IMAGE_FIELDS, "status": got.status, "error": got.error}
+        image = await loop.run_in_executor(pool, process_image, got.data, spec, budgets.pixels, cancelled)
+        return {**base, **image}
+    finally:
+        hold.release()

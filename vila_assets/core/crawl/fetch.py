@@ -3,8 +3,11 @@
 Pooled httpx client; a total deadline per attempt (not per socket read, so a slow drip cannot hold a
 slot forever); retries with capped exponential backoff and jitter for transient failures only;
 redirects followed by hand so the URL policy re-checks every hop before any connection; the body is
-streamed and abandoned past ``max_bytes``. Error strings are fixed words (no timings, no exception
-text), because they end up in samples.parquet, which must be byte-identical between runs.
+decoded here (``body.py``) and abandoned once its wire or DECODED size passes ``max_bytes``; it is held
+under the crawl's body budget (``budget.py``) from the headers until its image is processed. TLS
+failures are permanent (a certificate does not get valid by asking again). Error strings are fixed
+words (no timings, no exception text), because they end up in samples.parquet, which must be
+byte-identical between runs.
 """
 
 from __future__ import annotations
@@ -13,13 +16,17 @@ import asyncio
 import contextlib
 import email.utils
 import random
+import ssl
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import httpx
 
+from .body import BadEncoding, BodyTooLarge, BoundedBody
+from .budget import Reservation
 from .policy import Blocked, ResolveError, UrlPolicy
+from .transport import TlsError
 
 REDIRECT_CODES = (301, 302, 303, 307, 308)
 # X-Robots-Tag directives that mean "do not use for training" (img2dataset's list plus "none").
@@ -152,15 +159,19 @@ class Fetcher:
         base = min(self.config.backoff_max, self.config.backoff_base * 2 ** (attempt - 1))
         return base * random.uniform(0.5, 1.0)  # jitter: retries from many workers don't synchronise
 
-    async def fetch(self, url: str) -> FetchResult:
+    async def fetch(self, url: str, hold: Reservation | None = None) -> FetchResult:
+        """Download ``url``. ``hold``: the body budget reservation that keeps the returned bytes
+        accounted for; the caller releases it once done with them (it is empty after a failure)."""
         attempts = 0
         while True:
             attempts += 1
             try:
                 async with asyncio.timeout(self.config.timeout):
-                    outcome = await self._attempt(url)
+                    outcome = await self._attempt(url, hold)
             except TimeoutError:
                 outcome = _Outcome("transient", "timeout")
+            if outcome.kind != "ok" and hold is not None:
+                hold.release()  # nothing is held across a backoff
             if outcome.kind != "transient" or attempts > self.config.retries:
                 break
             delay = outcome.retry_after if outcome.retry_after is not None else self.backoff(attempts)
@@ -185,7 +196,7 @@ class Fetcher:
             "GET", target.connect_url, headers={"Host": target.host_header}, extensions=extensions
         )
 
-    async def _attempt(self, url: str) -> _Outcome:
+    async def _attempt(self, url: str, hold: Reservation | None) -> _Outcome:
         assert self._client is not None
         current: str | httpx.URL = url
         seen: set[str] = set()
@@ -203,8 +214,9 @@ class Fetcher:
                     response = await self._client.send(request, stream=True)
                 except httpx.TimeoutException:
                     return _Outcome("transient", "timeout")
-                except httpx.ConnectError:
-                    return _Outcome("transient", "connection error")
+                except httpx.ConnectError as exc:
+                    tls = tls_reason(exc)
+                    return _Outcome("permanent", tls) if tls else _Outcome("transient", "connection error")
                 except httpx.TransportError as exc:
                     return _Outcome("transient", f"transport error ({type(exc).__name__})")
                 try:
@@ -217,12 +229,12 @@ class Fetcher:
                         if str(current) in seen:
                             return _Outcome("permanent", f"redirect loop after {len(seen)} hops", code)
                         continue
-                    return await self._read(response)
+                    return await self._read(response, hold)
                 finally:
                     await response.aclose()
         return _Outcome("permanent", f"too many redirects (> {self.config.max_redirects})")
 
-    async def _read(self, response: httpx.Response) -> _Outcome:
+    async def _read(self, response: httpx.Response, hold: Reservation | None) -> _Outcome:
         code = response.status_code
         if code == 429:
             return _Outcome("transient", "http 429", code, retry_after=parse_retry_after(response.headers.get("retry-after")))
@@ -232,22 +244,44 @@ class Fetcher:
             return _Outcome("permanent", f"http {code}", code)
         if opted_out(response.headers.get_list("x-robots-tag"), self.ua_token):
             return _Outcome("opted_out", "x-robots-tag opt-out", code)
+        cap = self.config.max_bytes
         declared = response.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.config.max_bytes:
-            return _Outcome("permanent", f"too large: content-length {declared} > {self.config.max_bytes}", code)
-        chunks: list[bytes] = []
-        size = 0
+        length = int(declared) if declared is not None and declared.isdigit() else None
+        if length is not None and length > cap:
+            return _Outcome("permanent", f"too large: content-length {declared} > {cap}", code)
         try:
-            # aiter_bytes caps the *decoded* size, so a gzip bomb is cut off too.
-            async for chunk in response.aiter_bytes():
-                size += len(chunk)
-                if size > self.config.max_bytes:
-                    return _Outcome("permanent", f"too large: body > {self.config.max_bytes} bytes", code)
-                chunks.append(chunk)
+            body = BoundedBody(response.headers.get("content-encoding"), cap)
+        except BadEncoding as exc:
+            return _Outcome("permanent", str(exc), code)
+        if hold is not None:
+            # Pieces and their join coexist for a moment: twice the most this body can become.
+            await hold.resize(2 * (length if length is not None and not body.encoded else cap))
+        try:
+            async for chunk in response.aiter_raw():
+                body.feed(chunk)
+            data = body.result()
+        except (BodyTooLarge, BadEncoding) as exc:
+            return _Outcome("permanent", str(exc), code)
         except httpx.TimeoutException:
             return _Outcome("transient", "timeout", code)
         except httpx.RemoteProtocolError:
             return _Outcome("transient", "truncated body", code)
         except httpx.TransportError as exc:
             return _Outcome("transient", f"transport error ({type(exc).__name__})", code)
-        return _Outcome("ok", None, code, data=b"".join(chunks))
+        if hold is not None:
+            await hold.resize(len(data))
+        return _Outcome("ok", None, code, data=data)
+
+
+def tls_reason(exc: BaseException) -> str | None:
+    """A fixed reason when ``exc`` (or what caused it) is a TLS failure, else None."""
+    if isinstance(exc, TlsError):
+        return str(exc)
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return f"tls: certificate verify failed ({(exc.verify_message or 'unknown')[:80]})"
+        if isinstance(exc, ssl.SSLError):
+            return "tls: handshake failed"
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return None

@@ -4,8 +4,9 @@ Runs in a worker (process or thread), so everything here is a plain function of 
 returns a plain dict. A broken image is a result (``failed_decode`` / ``filtered``), never an exception.
 
 Which library does what (measured per image on this 2-core box, bench/README.md):
-- Pillow parses the header lazily (size, EXIF orientation) for the checks, and decodes everything that
-  is not a plain JPEG (PNG, WebP, GIF, CMYK JPEGs ...).
+- Pillow parses the header lazily (size, mode, EXIF orientation) for the checks, and decodes everything
+  that is not a plain JPEG or a still WebP (PNG, GIF, TIFF, animated WebP, CMYK JPEGs ...); still
+  WebPs go through OpenCV's libwebp (same pixels, a third of Pillow's memory).
 - JPEGs are decoded by libjpeg-turbo through ``simplejpeg`` with DCT-domain scaling by any M/8, the
   smallest scale whose short side still covers ``image_size`` (Pillow's ``draft`` only knows 1/2, 1/4,
   1/8, so it often decodes up to 2x more pixels than needed).
@@ -14,13 +15,18 @@ Which library does what (measured per image on this 2-core box, bench/README.md)
   above. For 640x480 -> 512x384: 0.6 ms bilinear, 3.5 ms area, 6.6 ms Pillow bicubic. Decoder and resize release the GIL, so imaging
   threads run in parallel.
 - Re-encoding is libjpeg-turbo again (``simplejpeg``, 4:2:0 like Pillow's default).
+
+Before any decoder runs: the header's declared size is checked against ``max_pixels`` (``headers.py``),
+then Pillow's parsed size and mode (a mode that cannot be shown faithfully is refused, ``modes.py``),
+and the estimated peak memory of the decode is reserved from the crawl's pixel budget (``budget.py``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import struct
+import re
+import threading
 import warnings
 from dataclasses import dataclass
 from functools import lru_cache
@@ -30,10 +36,17 @@ import numpy as np
 import simplejpeg
 from PIL import Image
 
-WHITE = (255, 255, 255)
+from .budget import Budget
+from .headers import declared_size, describe_non_image, jpeg_frame, sniff
+from .modes import UnsupportedMode, check_mode, decode_cost, pillow_bytes_per_px, to_rgb
+
+__all__ = ["IMAGING_VERSION", "ImageSpec", "declared_size", "describe_non_image", "phash", "phash_distance",
+           "process_image", "sniff"]
+
 # Bumped whenever the same bytes would come out as different pixels or hashes: part of the crawl's
 # checkpoint fingerprint, so a resume never mixes rows made by two imaging versions.
-IMAGING_VERSION = 2
+# 3: explicit mode conversions (16-bit grey scaled, not clipped), stripe-wise box reduction.
+IMAGING_VERSION = 3
 
 # The transposes ImageOps.exif_transpose uses; applied by hand *after* the resize, because
 # exif_transpose needs the full-size pixels and would defeat the reduced decode.
@@ -58,59 +71,6 @@ class ImageSpec:
     min_size: int = 0
     max_aspect_ratio: float = 0.0
     max_pixels: int = 64_000_000
-
-
-def sniff(data: bytes) -> str | None:
-    """The Pillow format name from magic bytes; ``None`` when the bytes are not an image we accept."""
-    if data[:3] == b"\xff\xd8\xff":
-        return "JPEG"
-    if data[:8] == b"\x89PNG\r\n\x1a\n":
-        return "PNG"
-    if data[:6] in (b"GIF87a", b"GIF89a"):
-        return "GIF"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "WEBP"
-    if data[:2] == b"BM":
-        return "BMP"
-    if data[:4] in (b"II*\x00", b"MM\x00*"):
-        return "TIFF"
-    return None
-
-
-def declared_size(data: bytes, fmt: str) -> tuple[int, int] | None:
-    """Width and height from the header alone (PNG, GIF, JPEG), for error messages."""
-    try:
-        if fmt == "PNG":
-            return struct.unpack(">II", data[16:24])
-        if fmt == "GIF":
-            return struct.unpack("<HH", data[6:10])
-        if fmt == "JPEG":
-            i = 2
-            while i + 9 < len(data):
-                marker, length = data[i + 1], struct.unpack(">H", data[i + 2 : i + 4])[0]
-                if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
-                    h, w = struct.unpack(">HH", data[i + 5 : i + 9])
-                    return w, h
-                i += 2 + length
-    except struct.error:
-        pass
-    return None
-
-
-def describe_non_image(data: bytes) -> str:
-    """A short reason for bytes that ``sniff`` rejected: what they look like instead."""
-    if not data:
-        return "empty body"
-    head = data[:512].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
-    if head.startswith(b"<"):
-        if b"<svg" in head:
-            return "not an image (svg)"
-        if b"<html" in head or b"<!doctype html" in head or b"<head" in head or b"<body" in head:
-            return "not an image (html)"
-        return "not an image (xml/markup)"
-    if head.startswith((b"{", b"[")):
-        return "not an image (json)"
-    return "not an image (unknown format)"
 
 
 @lru_cache(maxsize=None)
@@ -148,17 +108,6 @@ def _target_size(width: int, height: int, short: int) -> tuple[int, int]:
     return max(1, round(width * short / height)), short
 
 
-def _has_alpha(img: Image.Image) -> bool:
-    return img.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in img.info
-
-
-def _flatten_on_white(img: Image.Image) -> Image.Image:
-    rgba = img.convert("RGBA")
-    out = Image.new("RGB", rgba.size, WHITE)
-    out.paste(rgba, mask=rgba.getchannel("A"))
-    return out
-
-
 _SOS, _APP1 = 0xDA, 0xE1
 
 
@@ -194,16 +143,36 @@ def _decode_jpeg_scaled(data: bytes, short: int) -> np.ndarray | None:
         return None
 
 
+def _webp_animated(data: bytes) -> bool:
+    return data[12:16] == b"VP8X" and len(data) > 20 and bool(data[20] & 0x02)
+
+
+def _decode_webp_still(data: bytes, short: int) -> np.ndarray:
+    """A still WebP through OpenCV's libwebp binding: one BGR(A) array (Pillow's animation decoder
+    holds three full canvases besides its image), alpha composited onto white in place, stripe by
+    stripe, then shrunk; same pixels as Pillow's decode."""
+    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if pixels is None:
+        raise ValueError("webp decode failed")
+    if pixels.ndim == 3 and pixels.shape[2] == 4:
+        rows = max(1, (1 << 20) // pixels.shape[1])
+        for top in range(0, pixels.shape[0], rows):
+            part = pixels[top : top + rows]
+            alpha = part[..., 3:4].astype(np.uint16)
+            part[..., :3] = (part[..., :3] * alpha + 255 * (255 - alpha) + 127) // 255
+        pixels = _shrink(pixels, short)[..., :3]
+    else:
+        pixels = _shrink(pixels, short)
+    return cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_BGR2RGB)
+
+
 def _decode_with_pillow(img: Image.Image, fmt: str, short: int) -> np.ndarray:
-    """Pixels of any accepted format as RGB uint8; alpha flattened onto white. Raises on corrupt data."""
+    """Pixels of any accepted format and mode as RGB uint8 (alpha on white), box-reduced towards
+    ``short`` while converting. Raises on corrupt data, ``UnsupportedMode`` on a refused mode."""
     if fmt == "JPEG" and min(img.size) >= 2 * short:
         img.draft("RGB", (short, short))  # DCT-domain downscale by 1/2, 1/4 or 1/8
-    img.load()
-    if _has_alpha(img):
-        img = _flatten_on_white(img)
-    elif img.mode != "RGB":
-        img = img.convert("RGB")
-    return np.asarray(img)
+    img.load()  # a GIF or animated image: its first frame
+    return to_rgb(img, short)
 
 
 # Up to this shrink factor a 2-tap bilinear is as faithful as area averaging once the result is a JPEG:
@@ -250,10 +219,16 @@ class _Header:
     height: int
     orientation: int  # EXIF orientation, 1 = upright
     img: Image.Image | None  # the lazily opened Pillow image, None for a plain JPEG
+    mode: str = "RGB"  # Pillow's mode before decoding
 
 
-def process_image(data: bytes, spec: ImageSpec) -> dict:
-    """Turn downloaded bytes into a result dict (status, error, sizes, sha256, phash, image)."""
+def process_image(data: bytes, spec: ImageSpec, pixels_budget: Budget | None = None,
+                  cancelled: threading.Event | None = None) -> dict:
+    """Turn downloaded bytes into a result dict (status, error, sizes, sha256, phash, image).
+
+    ``pixels_budget``: the crawl's budget for decoded pixels; the decode's estimated peak is reserved
+    from it before decoding (waiting for room) and given back after. ``cancelled`` ends such a wait
+    with ``budget.Cancelled`` (the crawl is stopping; there is no row to report)."""
     out: dict = {
         "status": "failed_decode",
         "error": None,
@@ -273,10 +248,17 @@ def process_image(data: bytes, spec: ImageSpec) -> dict:
         # Our own pixel check below is the guard; Pillow's warning would only be noise.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
-            header = _read_header(data, fmt)
+            header = _read_header(data, fmt, spec)
             out["orig_width"], out["orig_height"] = width, height = _upright_size(header, fmt, spec)
             _filter(width, height, spec)
-            pixels, encoded = _render(data, fmt, header, spec)
+            cost = _decode_cost(data, fmt, header, spec)
+            if pixels_budget is not None:
+                pixels_budget.take_blocking(cost, cancelled)
+            try:
+                pixels, encoded = _render(data, fmt, header, spec)
+            finally:
+                if pixels_budget is not None:
+                    pixels_budget.give(cost)
         except _Rejected as rejected:
             out["status"], out["error"] = rejected.status, rejected.error
             return out
@@ -287,23 +269,55 @@ def process_image(data: bytes, spec: ImageSpec) -> dict:
     return out
 
 
-def _read_header(data: bytes, fmt: str) -> _Header:
-    """Size and orientation from the header; raises ``_Rejected`` for a bomb or an unreadable header."""
+def _bomb(width: int, height: int) -> _Rejected:
+    return _Rejected(f"decompression bomb: {width}x{height} px")
+
+
+def _read_header(data: bytes, fmt: str, spec: ImageSpec) -> _Header:
+    """Size, mode and orientation from the header; raises ``_Rejected`` for a bomb (checked on the
+    declared size before any parser runs), a refused mode or an unreadable header."""
+    declared = declared_size(data, fmt)
+    if declared is not None and declared[0] * declared[1] > spec.max_pixels:
+        raise _bomb(*declared)
     header = _plain_jpeg_header(data) if fmt == "JPEG" else None
     if header is not None:  # the common case: size from libjpeg-turbo, no EXIF, so upright
         return _Header(header[0], header[1], 1, None)
     try:
         img = Image.open(io.BytesIO(data), formats=[fmt])  # lazy: parses the header only
-    except Image.DecompressionBombError:  # > 2x Pillow's own limit: refused inside open()
-        size = declared_size(data, fmt)
-        raise _Rejected(f"decompression bomb: {size[0]}x{size[1]} px" if size else "decompression bomb") from None
+    except Image.DecompressionBombError as exc:  # > 2x Pillow's own limit: refused inside open()
+        pixels = re.search(r"\((\d+) pixels\)", str(exc))
+        raise _Rejected(f"decompression bomb: {pixels[1]} px" if pixels else "decompression bomb") from None
     except Exception as exc:  # noqa: BLE001 - any parser error means "not decodable"
         raise _Rejected(f"cannot open {fmt.lower()}: {type(exc).__name__}") from None
+    if img.size[0] * img.size[1] > spec.max_pixels:  # a GIF frame can outgrow its declared screen
+        raise _bomb(*img.size)
+    try:
+        check_mode(img.mode)
+    except UnsupportedMode as exc:
+        raise _Rejected(str(exc)) from None
     try:
         orientation = int(img.getexif().get(_ORIENTATION_TAG, 1) or 1)
     except Exception:  # noqa: BLE001 - a broken EXIF block is not worth losing the image
         orientation = 1
-    return _Header(img.size[0], img.size[1], orientation, img)
+    return _Header(img.size[0], img.size[1], orientation, img, img.mode)
+
+
+def _decode_cost(data: bytes, fmt: str, header: _Header, spec: ImageSpec) -> int:
+    """Estimated peak bytes of decoding this image (what the pixel budget reserves)."""
+    w, h = header.width, header.height
+    if fmt == "WEBP" and not _webp_animated(data):
+        return decode_cost(6, w, h, spec.image_size)  # OpenCV: one BGR(A) array and a decoder buffer
+    if fmt != "JPEG":
+        return decode_cost(pillow_bytes_per_px(fmt, header.mode), w, h, spec.image_size)
+    frame = jpeg_frame(data)
+    coefficients = frame[2] * w * h if frame is not None and frame[3] else 0
+    # Pillow's draft (the fallback) scales by 1/2, 1/4 or 1/8, never below the short side asked for;
+    # libjpeg-turbo's M/8 scaling decodes no more pixels than that.
+    scale = 1.0
+    while scale > 0.125 and min(w, h) * scale / 2 >= spec.image_size:
+        scale /= 2
+    scaled = max(1, int(w * scale)) * max(1, int(h * scale))
+    return coefficients + decode_cost(4, scaled, 1, spec.image_size)
 
 
 def _upright_size(header: _Header, fmt: str, spec: ImageSpec) -> tuple[int, int]:
@@ -312,7 +326,7 @@ def _upright_size(header: _Header, fmt: str, spec: ImageSpec) -> tuple[int, int]
     if w <= 0 or h <= 0:
         raise _Rejected(f"bad {fmt.lower()} header: {w}x{h} px")
     if w * h > spec.max_pixels:
-        raise _Rejected(f"decompression bomb: {w}x{h} px")
+        raise _bomb(w, h)
     return (h, w) if header.orientation in (5, 6, 7, 8) else (w, h)
 
 
@@ -329,9 +343,13 @@ def _render(data: bytes, fmt: str, header: _Header, spec: ImageSpec) -> tuple[np
     """Decode (reduced where possible), shrink, make upright and re-encode: (pixels, JPEG bytes)."""
     try:
         pixels = _decode_jpeg_scaled(data, spec.image_size) if fmt == "JPEG" else None
+        if fmt == "WEBP" and not _webp_animated(data):
+            pixels = _decode_webp_still(data, spec.image_size)
         if pixels is None:
             img = header.img if header.img is not None else Image.open(io.BytesIO(data), formats=[fmt])
+            header.img = None  # the decoded image is freed as soon as its pixels are converted
             pixels = _decode_with_pillow(img, fmt, spec.image_size)
+            del img
         pixels = _shrink(pixels, spec.image_size)
         if header.orientation in _EXIF_TRANSPOSE:
             # Undone on the small image: cheap, and it keeps the reduced decode.
@@ -339,6 +357,8 @@ def _render(data: bytes, fmt: str, header: _Header, spec: ImageSpec) -> tuple[np
         encoded = simplejpeg.encode_jpeg(
             np.ascontiguousarray(pixels), quality=spec.quality, colorspace="RGB", colorsubsampling="420"
         )
+    except UnsupportedMode as exc:  # a mode only known once decoded (an animated image's frame)
+        raise _Rejected(str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - truncated / corrupt pixel data
         raise _Rejected(f"corrupt or truncated {fmt.lower()}: {type(exc).__name__}") from None
     return pixels, encoded

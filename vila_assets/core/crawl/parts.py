@@ -17,6 +17,7 @@ import ctypes
 import math
 import multiprocessing
 import os
+import pickle
 import queue
 import signal
 import sys
@@ -114,16 +115,22 @@ def run_parts(
     parts: int,
     tally: RowTally,
     on_rows: Callable[[], None],
+    shared: tuple = (),
 ) -> None:
     """Crawl part 0 here with ``local_body(part_tally, on_rows, stop, dealer)`` and parts 1.. in spawned
-    processes with ``child_body(part, part_tally, on_rows, dealer, *child_args)``; wait for all.
+    processes with ``child_body(part, part_tally, on_rows, dealer, *child_args, *shared)``; wait for all.
+
+    ``child_body`` and ``child_args`` reach a child as pickled bytes, loaded only once it has armed
+    "die with my parent" (loading them imports the crawler: seconds on a busy machine, during which a
+    killed parent would otherwise leave it running). ``shared``: objects that must travel with the
+    process itself (``multiprocessing`` values and locks, such as the memory budgets).
 
     ``tally`` (which may already count resumed rows) accumulates what every part finishes; ``on_rows()``
     is called whenever it changes. If a process fails, the others are stopped (``stop`` is set for the
     local part) and ``RuntimeError`` carries its traceback; the checkpoint keeps every flushed row.
     """
     progress = _PartProgress(tally, parts, on_rows)
-    children = _Children(child_body, child_args, parts, progress)
+    children = _Children(pickle.dumps((child_body, child_args)), shared, parts, progress)
     try:
         children.start()
         try:
@@ -157,7 +164,7 @@ class _Children:
     """Crawler processes 1..parts-1 of one crawl and the thread that collects their messages into
     ``progress``. The first failure lands in ``failure`` and sets ``stop``."""
 
-    def __init__(self, child_body: Callable, child_args: tuple, parts: int, progress: _PartProgress) -> None:
+    def __init__(self, payload: bytes, shared: tuple, parts: int, progress: _PartProgress) -> None:
         # spawn, not fork: the caller may be threaded (Dagster, a test web server).
         ctx = multiprocessing.get_context("spawn")
         self.parts = parts
@@ -165,7 +172,7 @@ class _Children:
         self.events = ctx.Queue() if parts > 1 else None
         self.counter = ctx.Value("q", 0) if parts > 1 else None
         self.procs = [
-            ctx.Process(target=_child, args=(child_body, k, parts, child_args, self.events, self.counter, os.getpid()),
+            ctx.Process(target=_child, args=(payload, k, parts, shared, self.events, self.counter, os.getpid()),
                         name=f"vila-crawl-{k}", daemon=True)
             for k in range(1, parts)
         ]
@@ -253,7 +260,7 @@ def _combine(tally: RowTally, base: RowTally, latest: list[RowTally], with_error
                 tally.errors[key] = tally.errors.get(key, 0) + n
 
 
-def _child(body: Callable, part: int, parts: int, args: tuple, events, counter, parent_pid: int) -> None:
+def _child(payload: bytes, part: int, parts: int, shared: tuple, events, counter, parent_pid: int) -> None:
     _die_with_parent(parent_pid)
     tally = RowTally()
     last = [time.monotonic()]
@@ -265,7 +272,8 @@ def _child(body: Callable, part: int, parts: int, args: tuple, events, counter, 
             events.put(("progress", part, tally.progress()))
 
     try:
-        body(part, tally, on_rows, BlockDealer(counter), *args)
+        body, args = pickle.loads(payload)  # imports the crawler, now that a dead parent kills us
+        body(part, tally, on_rows, BlockDealer(counter), *args, *shared)
     except BaseException:  # noqa: BLE001 - reported to the parent, which raises
         events.put(("failed", part, traceback.format_exc()))
         events.close()

@@ -2,19 +2,27 @@
 
 A hostname is resolved here, every address is checked, and the connection is then pinned to a vetted
 address, so a DNS answer that changes between check and connect (rebinding) cannot reach a private host.
+An IPv6 address that carries an IPv4 one (mapped ``::ffff:a.b.c.d``, 6to4 ``2002::/16``, NAT64
+``64:ff9b::/96``) is checked as that IPv4 address too. Credentials in a URL are dropped: the crawler
+never sends data-supplied credentials anywhere. See SECURITY.md for what is tested.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import httpx
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 ALLOWED_SCHEMES = ("http", "https")
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# (host, port) -> addresses as strings; raises socket.gaierror like getaddrinfo. Tests swap it.
+Resolver = Callable[[str, int], Awaitable[list[str]]]
 
 
 class Blocked(Exception):
@@ -49,9 +57,22 @@ class Target:
         return self.url.host if port in (None, default) else f"{self.url.host}:{port}"
 
 
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one forwards to, if any (mapped, 6to4, NAT64 well-known prefix)."""
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip in NAT64:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
 def _why_not_public(ip: IPAddress) -> str | None:
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return _why_not_public(ip.ipv4_mapped)
+    if isinstance(ip, ipaddress.IPv6Address) and (inner := _embedded_ipv4(ip)) is not None:
+        why = _why_not_public(inner)
+        if why is not None:
+            return f"{why} ({inner} inside)" if ip.ipv4_mapped is None else why
     checks = (
         ("unspecified", ip.is_unspecified),
         ("loopback", ip.is_loopback),
@@ -68,8 +89,9 @@ def _why_not_public(ip: IPAddress) -> str | None:
 
 
 class UrlPolicy:
-    def __init__(self, allow_networks: tuple[str, ...] | list[str] = ()) -> None:
+    def __init__(self, allow_networks: tuple[str, ...] | list[str] = (), resolver: Resolver | None = None) -> None:
         self.allow_networks = tuple(ipaddress.ip_network(n, strict=False) for n in allow_networks)
+        self._resolver = resolver or _system_resolver
 
     def check_address(self, ip: IPAddress) -> None:
         """Raise ``Blocked`` unless ``ip`` is public or inside an allowed network."""
@@ -89,6 +111,8 @@ class UrlPolicy:
             raise Blocked(f"blocked: scheme {parsed.scheme or '(none)'!r} not allowed")
         if not parsed.host:
             raise Blocked("blocked: url has no host")
+        if parsed.userinfo:
+            parsed = parsed.copy_with(userinfo=b"")  # no data-supplied credentials go anywhere
         return parsed
 
     async def vet(self, url: str | httpx.URL) -> Target:
@@ -100,22 +124,45 @@ class UrlPolicy:
             self.check_address(ip)
         return Target(url=parsed, address=addresses[0], host_key=f"{parsed.host}:{port}")
 
-    @staticmethod
-    async def _resolve(host: str, port: int) -> list[IPAddress]:
+    async def _resolve(self, host: str, port: int) -> list[IPAddress]:
+        literal = _ip_literal(host)
+        if literal is not None:
+            return [literal]
         try:
-            return [ipaddress.ip_address(host.strip("[]"))]
-        except ValueError:
-            pass
-        loop = asyncio.get_running_loop()
-        try:
-            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            answers = await self._resolver(host, port)
         except socket.gaierror as exc:
             transient = exc.errno in (socket.EAI_AGAIN,)
             raise ResolveError(f"dns: cannot resolve {host}", transient) from None
         seen: dict[str, IPAddress] = {}
-        for _family, _type, _proto, _canon, sockaddr in infos:
-            ip = ipaddress.ip_address(sockaddr[0].split("%", 1)[0])
+        for answer in answers:
+            ip = ipaddress.ip_address(answer.split("%", 1)[0])
             seen.setdefault(str(ip), ip)
         if not seen:
             raise ResolveError(f"dns: no address for {host}", False)
         return list(seen.values())
+
+
+_NUMERIC_HOST = re.compile(r"(?:0x[0-9a-f]*|[0-9]+)(?:\.(?:0x[0-9a-f]*|[0-9]+)){0,3}", re.IGNORECASE)
+
+
+def _ip_literal(host: str) -> IPAddress | None:
+    """``host`` as an IP address when it is one, else None: brackets and one trailing dot allowed, and
+    the numeric IPv4 forms browsers accept (``2130706433``, ``0x7f.1``, ``017700000001``, ``127.1``)
+    read as the address they spell, whatever resolver is configured (one that asks DNS would
+    otherwise look them up as names)."""
+    host = host.strip("[]").removesuffix(".")
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    if _NUMERIC_HOST.fullmatch(host):
+        try:
+            return ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return None
+    return None
+
+
+async def _system_resolver(host: str, port: int) -> list[str]:
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [sockaddr[0] for _family, _type, _proto, _canon, sockaddr in infos]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 
 import aiohttp
 import httpx
@@ -20,7 +21,23 @@ import yarl
 _CHUNK = 256 * 1024
 
 
+class TlsError(httpx.ConnectError):
+    """The TLS handshake failed; the message is a fixed reason (it ends up in samples.parquet)."""
+
+
+def _tls_error(exc: BaseException, request: httpx.Request) -> TlsError | None:
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        cert_error = exc.certificate_error
+        detail = getattr(cert_error, "verify_message", None) or "unknown"
+        return TlsError(f"tls: certificate verify failed ({detail[:80]})", request=request)
+    if isinstance(exc, (aiohttp.ClientSSLError, ssl.SSLError)):
+        return TlsError("tls: handshake failed", request=request)
+    return None
+
+
 def _map_error(exc: BaseException, request: httpx.Request) -> httpx.TransportError:
+    if (tls := _tls_error(exc, request)) is not None:
+        return tls
     if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
         return httpx.ReadTimeout("timeout", request=request)
     if isinstance(exc, aiohttp.ClientConnectorError):
@@ -60,9 +77,12 @@ class _Body(httpx.AsyncByteStream):
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
     def __init__(
-        self, max_connections: int, connect_timeout: float, read_timeout: float, whole_body_max: int = 0
+        self, max_connections: int, connect_timeout: float, read_timeout: float, whole_body_max: int = 0,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        """``whole_body_max``: bodies whose Content-Length is at most this are read in one piece."""
+        """``whole_body_max``: bodies whose Content-Length is at most this are read in one piece.
+        ``ssl_context``: certificate checks other than the system's (tests trusting a test CA)."""
+        self._ssl = ssl_context if ssl_context is not None else True
         self._session: aiohttp.ClientSession | None = None
         self._whole_body_max = whole_body_max
         self._limit = max_connections
@@ -105,6 +125,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw],
                 data=request.content or None,
                 allow_redirects=False,
+                ssl=self._ssl,
                 **kwargs,
             )
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
