@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import tempfile
 from collections.abc import Iterator
@@ -17,12 +18,15 @@ def atomic_path(path: str | os.PathLike[str], tmp_dir: str | os.PathLike[str] | 
     The temp file lives beside ``path`` (same filesystem, so ``os.replace`` is atomic), named
     ``.<name>.tmp-*`` so globbing for outputs never picks it up, or in ``tmp_dir`` (which must be on the
     same filesystem) for directories whose every entry a reader counts (VILA's shard folders): a process
-    killed mid-write then leaves nothing inside them. On error the temp file is removed.
+    killed mid-write then leaves nothing inside them. On error the temp file is removed; temp files of the
+same target left by a killed writer are removed by the next write.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     where = Path(tmp_dir) if tmp_dir is not None else target.parent
     where.mkdir(parents=True, exist_ok=True)
+    for stale in where.glob(f".{glob.escape(target.name)}.tmp-*"):  # left by a writer that was killed
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=where)
     os.close(fd)
     tmp_path = Path(tmp)
