@@ -29,12 +29,15 @@ def toy_shards(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     return run.result()
 
 
+@dg.asset
+def toy_whole() -> dg.MaterializeResult:
+    return dg.MaterializeResult(metadata={"records": 42, "yield": 0.75})
 
 
 def _defs(tmp_path):
     leaves = [dg.AssetSpec(k) for k in ("mmc4_core_shard", "coyo_split", "vflan_chunks", "sft_mixture",
                                         "llava_cc3m_595k")]
-    return dg.Definitions(assets=[toy_shards, platform_report, *leaves], sensors=[RERUN_SENSOR], jobs=RERUN_JOBS,
+    return dg.Definitions(assets=[toy_shards, toy_whole, platform_report, *leaves], sensors=[RERUN_SENSOR], jobs=RERUN_JOBS,
                           resources={"data_root": data_root_at(str(tmp_path / "data"))})
 
 
@@ -95,6 +98,7 @@ def test_platform_report_tables(tmp_path):
     with dg.instance_for_test() as instance:
         assert _run_range(defs, instance, SHARDS.get_partition_keys()).success
         job = defs.resolve_implicit_global_asset_job_def()
+        assert job.execute_in_process(asset_selection=[dg.AssetKey("toy_whole")], instance=instance).success
         report = job.execute_in_process(asset_selection=[dg.AssetKey("platform_report")], instance=instance)
         md = report.asset_materializations_for_node("platform_report")[0].metadata
         assert md["shards"].value == 6 and md["unhealthy_shards"].value == 1
@@ -104,3 +108,5 @@ def test_platform_report_tables(tmp_path):
     metrics = pl.read_parquet(tmp_path / "data" / "reports" / "platform" / "metrics.parquet")
     yields = metrics.filter(pl.col("metric") == "image_yield").sort("partition")["value"].to_list()
     assert yields == [0.9, 0.1, 0.9, 0.9, 0.9, 0.9]
+    whole = metrics.filter((pl.col("asset") == "toy_whole") & (pl.col("partition") == ""))
+    assert dict(zip(whole["metric"], whole["value"])) == {"records": 42.0, "yield": 0.75}

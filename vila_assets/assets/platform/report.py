@@ -35,10 +35,10 @@ def collect(instance: dg.DagsterInstance) -> tuple[list[ShardState], list[ShardS
     sharded, whole = [], []
     for key in sorted(instance.get_asset_keys(), key=lambda k: k.to_user_string()):
         sharded += latest_by_partition(iter_materializations(instance, key)).values()
-        event = instance.get_latest_materialization_event(key)
-        m = event.asset_materialization if event is not None else None
+        latest = instance.fetch_materializations(key, limit=1, ascending=False).records
+        m = latest[0].asset_materialization if latest else None
         if m is not None and m.partition is None:
-            whole.append(ShardState(key.to_user_string(), "", event.storage_id or 0, event.run_id,
+            whole.append(ShardState(key.to_user_string(), "", latest[0].storage_id, latest[0].run_id,
                                     {k: getattr(v, "value", v) for k, v in m.metadata.items()}))
     return sharded, whole
 
