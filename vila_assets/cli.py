@@ -99,6 +99,17 @@ def cmd_world_stop(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backfill(args: argparse.Namespace) -> int:
+    """Launch a partition backfill in chunks through a running webserver (``vila_assets.backfill``)."""
+    from vila_assets.backfill import BackfillError, run_backfill
+
+    try:
+        return run_backfill(args.url, args.asset, args.chunk, args.partitions, wait=args.wait, poll=args.poll)
+    except BackfillError as exc:
+        print(f"backfill: {exc}", file=sys.stderr)
+        return 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vila-assets", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -122,6 +133,15 @@ def build_parser() -> argparse.ArgumentParser:
     ws = sub.add_parser("world-stop", help="stop a sample world started by `vila-assets world`")
     ws.add_argument("--data-root", default="./data")
     ws.set_defaults(func=cmd_world_stop)
+
+    b = sub.add_parser("backfill", help="launch a partition backfill in chunks through a running webserver")
+    b.add_argument("asset", nargs="+", help="asset key(s), e.g. mmc4_annotations (same partitions each)")
+    b.add_argument("--chunk", type=int, required=True, help="partitions per backfill")
+    b.add_argument("--partitions", default=None, help="FIRST..LAST in partition order (default: all)")
+    b.add_argument("--url", default="http://127.0.0.1:3000", help="the Dagster webserver")
+    b.add_argument("--wait", action="store_true", help="follow the backfills until they finish")
+    b.add_argument("--poll", type=float, default=10.0, help="seconds between progress checks with --wait")
+    b.set_defaults(func=cmd_backfill)
 
     i = sub.add_parser("instance-setup", help="create $DAGSTER_HOME and set the gpu pool to 1 slot")
     i.add_argument("--dagster-home", default=None)

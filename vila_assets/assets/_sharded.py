@@ -1,7 +1,7 @@
 """Ranged runs over sharded assets: the one helper MMC4, COYO and VFLAN share.
 
 A sharded asset carries a ``BackfillPolicy``, so one run covers one shard or a range of them (a
-23,085-shard MMC4 backfill is ~462 runs of 50, not 23,085 runs). Its body::
+23,085-shard MMC4 backfill is 47 runs of up to 500, not 23,085 runs). Its body::
 
     run = ShardedRun(context, CHECKS)
     for key in run:
@@ -20,13 +20,13 @@ progress line (done/total, rate, ETA) at most every ``PROGRESS_SECONDS``.
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 
 import dagster as dg
 
 from vila_assets.assets._checks import Check, Findings
+from vila_assets.core.progress import ProgressLine
 
 PROGRESS_SECONDS = 30.0  # a person watching the run's log sees a line at least this often
 HEALTH_OK, HEALTH_FAILED = "ok", "failed"
@@ -49,11 +49,12 @@ class ShardedRun:
 
     def __iter__(self) -> Iterator[str]:
         what = ", ".join(k.to_user_string() for k in self.context.selected_asset_keys)
-        progress = Progress(len(self.keys), self.context.log.info, what=what)
+        progress = ProgressLine(what, len(self.keys), "shards", every=PROGRESS_SECONDS, out=self.context.log.info)
         for key in self.keys:
             yield key
             progress.step()
-        progress.done()
+        if len(self.keys) > 1:
+            progress.finish()
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -94,30 +95,3 @@ class ShardedRun:
         return dg.MaterializeResult(metadata=md, check_results=self.findings.results())
 
 
-class Progress:
-    """Progress lines for a long step: ``what: 12/50 shards (24%), 0.8/s, ETA 48s``, at most every
-    ``every`` seconds and once at the end."""
-
-    def __init__(self, total: int, emit, *, what: str = "", unit: str = "shards", every: float = PROGRESS_SECONDS,
-                 clock=time.monotonic):
-        self.total, self.emit, self.what, self.unit, self.every, self.clock = total, emit, what, unit, every, clock
-        self.n = 0
-        self.start = self.last = clock()
-
-    def line(self) -> str:
-        elapsed = max(self.clock() - self.start, 1e-9)
-        rate = self.n / elapsed
-        pct = 100 * self.n / self.total if self.total else 100.0
-        eta = (self.total - self.n) / rate if rate else float("inf")
-        eta_s = f"{eta:.0f}s" if eta != float("inf") else "?"
-        return f"{self.what}: {self.n}/{self.total} {self.unit} ({pct:.0f}%), {rate:.2g}/s, ETA {eta_s}"
-
-    def step(self, n: int = 1) -> None:
-        self.n += n
-        if self.clock() - self.last >= self.every and self.n < self.total:
-            self.last = self.clock()
-            self.emit(self.line())
-
-    def done(self) -> None:
-        if self.total > 1:
-            self.emit(self.line())

@@ -11,19 +11,11 @@ import sys
 import time
 from collections.abc import Callable
 
+from vila_assets.core.progress import duration_text
+
 ProgressFn = Callable[[int, int, dict[str, int]], None]  # (done, total, counts so far)
 
 log = logging.getLogger("vila_assets.crawl")
-
-
-def duration_text(seconds: float) -> str:
-    """``45s``, ``3m20s``, ``2h05m``."""
-    s = int(round(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
 class ProgressLog:
