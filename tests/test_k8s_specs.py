@@ -344,6 +344,20 @@ def test_values_serve_this_code_location_with_the_cluster_settings():
     assert dep["image"]["repository"] == env[GPU_IMAGE_SETTING].rsplit(":", 1)[0]
 
 
+def test_every_process_that_creates_or_runs_runs_gets_the_scale_settings():
+    """Webserver and daemon create runs (their planned events), run and step pods execute them: all get
+    ``deployment.SCALE_ENV`` (the pods through the code location's env, checked on the built Jobs by
+    ``assert_cluster_wiring``); the queue refills a slot within a second."""
+    values = load_values()
+    for part in ("dagsterWebserver", "dagsterDaemon"):
+        assert values[part]["env"] == deployment.SCALE_ENV, part
+    assert deployment.SCALE_ENV.items() <= env_of(values).items()
+    coordinator = values["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]
+    assert coordinator["dequeueIntervalSeconds"] == 1
+    for instance_yaml in (REPO / "dagster.yaml", DEPLOY / "dagster.yaml"):
+        assert yaml.safe_load(instance_yaml.read_text())["run_queue"]["dequeue_interval_seconds"] == 1
+
+
 def test_data_root_is_object_storage_worked_in_the_scratch_volume():
     """``VILA_DATA_ROOT`` names a bucket; the working copy (``./data`` under the image's WORKDIR) is the
     volume every pod mounts."""

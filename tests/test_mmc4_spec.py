@@ -76,7 +76,7 @@ def test_every_asset_is_partitioned_by_dynamic_shards_with_a_multi_run_backfill_
     for key, got in _snapshot(location).items():
         assert isinstance(got["partitions"], dg.DynamicPartitionsDefinition), key
         assert got["partitions"].name == "mmc4_shards"
-        assert got["backfill"] == dg.BackfillPolicy.multi_run(max_partitions_per_run=50), key
+        assert got["backfill"] == dg.BackfillPolicy.multi_run(max_partitions_per_run=500), key
 
 
 def test_sensor_in_the_family_and_source_in_the_profile(location):

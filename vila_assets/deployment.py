@@ -28,6 +28,14 @@ DEFAULT_EXECUTOR = "multiprocess"
 GPU_POOL = "gpu"  # the concurrency pool of steps that need a GPU (also sized by `vila-assets instance-setup`)
 GPU_RESOURCE = "nvidia.com/gpu"
 
+# Dagster's own settings for backfills over thousands of shards, for every process that creates runs
+# (webserver, daemon) or executes them (run and step workers); measured in bench/README.md ("Backfills at
+# MMC4 scale") and set in deploy/helm/values.yaml. The first writes one "planned" event per asset and ranged
+# run instead of one per shard; its cost: Dagster OSS then shows the shards of a failed ranged run as
+# missing rather than failed (each shard's `health` metadata still says which failed). The second sends a
+# run's per-shard materializations to Postgres in batches (SQLite ignores it).
+SCALE_ENV = {"DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "true", "DAGSTER_EVENT_BATCH_SIZE": "1000"}
+
 
 @dataclass(frozen=True)
 class StepShape:

@@ -12,7 +12,7 @@
 Why in the body and not separate ``@asset_check`` ops: Dagster 1.13 records one check result per run,
 and a separate check op in a ranged run sees neither the run's partition range nor the values the body
 computed, so it would have to re-derive the range from run tags and re-read every shard's outputs (for a
-50-shard MMC4 range, gigabytes of pickles). In the body, a blocking check gates exactly the data that
+500-shard MMC4 range, gigabytes of pickles). In the body, a blocking check gates exactly the data that
 run produced, and the failing shards are named in the result. The price: a check can't be run on its
 own without rematerializing, so checks that re-read outputs (the VILA loader contract) read them back
 from disk inside the body rather than trusting in-memory state.

@@ -6,7 +6,7 @@
 VILA used mmc4-core, withdrawn by AI2 in Feb 2025; the ``mmc4_source`` resource (``sources.py``) defaults to
 the public fewer-faces copy ``hf:jmhessel/mmc4-core-ff``. One ``mmc4_shards`` partition per source shard,
 keyed by the zero-padded index (``"00042"``), registered by ``mmc4_shard_sensor`` from the source's
-listing; backfills run ranges of 50 shards (``partitions.py``). The ``data_policy`` resource picks the
+listing; backfills run ranges of 500 shards (``partitions.py``). The ``data_policy`` resource picks the
 merge rules of ``mmc4_core_shard`` (``vila``: VILA's scripts; ``curated``: partial docs and dedup; the
 differences are ``POLICY_DIFFERENCES`` in ``core/mmc4_merge.py``); one crawl serves both. Where each file
 lives: ``layout.py``; checks and their thresholds: ``checks.py`` and ``config.py``.
