@@ -1,8 +1,8 @@
 """``vila-assets backfill``: chunked partition backfills over a running webserver's GraphQL API.
 
 The pure parts (range selection, chunking, progress lines) are tested directly; the command itself runs
-against a real ``dagster dev`` on 127.0.0.1 serving a one-asset code location (dynamic partitions, a
-multi-run backfill policy of 2, a no-op body), and the instance is read back: which backfills exist,
+against a real ``dagster dev`` on 127.0.0.1 serving a two-asset code location (dynamic partitions, a
+multi-run backfill policy of 2, no-op bodies), and the instance is read back: which backfills exist,
 which ranged runs they made, which partitions materialized.
 """
 
@@ -33,7 +33,13 @@ def toy_shard(context):
     return dg.MaterializeResult(metadata={"shards_in_run": len(context.partition_keys)})
 
 
-defs = dg.Definitions(assets=[toy_shard], executor=dg.in_process_executor)
+@dg.asset(partitions_def=shards, backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=2),
+          deps=[toy_shard])
+def toy_next(context):
+    return dg.MaterializeResult(metadata={"shards_in_run": len(context.partition_keys)})
+
+
+defs = dg.Definitions(assets=[toy_shard, toy_next], executor=dg.in_process_executor)
 '''
 
 
@@ -140,7 +146,7 @@ def served(tmp_path_factory):
 @pytest.mark.slow
 def test_backfill_command_launches_chunks_of_ranged_runs_and_waits_for_them(served, capsys):
     dev, instance = served
-    code = cli_main(["backfill", "toy_shard", "--chunk", "3", "--partitions", "00001..00009",
+    code = cli_main(["backfill", "toy_shard", "toy_next", "--chunk", "3", "--partitions", "00001..00009",
                      "--url", dev.url, "--wait", "--poll", "2"])
     out = capsys.readouterr().out
     assert code == 0, out + dev.log_tail()
@@ -154,14 +160,16 @@ def test_backfill_command_launches_chunks_of_ranged_runs_and_waits_for_them(serv
         assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
         ranges += sorted((r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"])
                          for r in runs)
-    # each backfill of 3 shards cut by the policy (2 per run) into ranged runs, in order
+    # each backfill of 3 shards cut by the policy (2 per run) into ranged runs, in order; both assets (same
+    # partitions and policy) share those runs
     assert ranges == [("00001", "00003"), ("00005", "00005"), ("00006", "00007"), ("00009", "00009")]
-    assert sorted(instance.get_materialized_partitions(dg.AssetKey("toy_shard"))) == wanted
+    for asset in ("toy_shard", "toy_next"):
+        assert sorted(instance.get_materialized_partitions(dg.AssetKey(asset))) == wanted, asset
 
     lines = out.splitlines()
-    assert lines[0] == "backfill: 6 partitions of toy_shard in 2 backfill(s) of <= 3"
+    assert lines[0] == "backfill: 6 partitions of toy_shard, toy_next in 2 backfill(s) of <= 3"
     assert any(line.startswith("backfill: launched: 6/6 partitions") for line in lines), out
-    assert lines[-1].startswith("backfill: finished 2 backfill(s): 6 materialized, 0 failed of 6 asset partitions")
+    assert lines[-1].startswith("backfill: finished 2 backfill(s): 12 materialized, 0 failed of 12 asset partitions")
 
 
 @pytest.mark.slow
