@@ -11,8 +11,6 @@ import sys
 import time
 from pathlib import Path
 
-GPU_POOL = "gpu"
-
 
 def _dagster_home(path: str | None) -> Path:
     """Use ``$DAGSTER_HOME`` (or ``./.dagster_home``), seeding it with the project's ``dagster.yaml``."""
@@ -28,6 +26,8 @@ def _dagster_home(path: str | None) -> Path:
 
 def instance_setup() -> None:
     import dagster as dg
+
+    from vila_assets.deployment import GPU_POOL
 
     instance = dg.DagsterInstance.get()
     instance.event_log_storage.set_concurrency_slots(GPU_POOL, 1)

@@ -168,7 +168,7 @@ class FsspecTree:
         except FileNotFoundError as exc:
             raise SourceError(f"{self.describe(relpath)}: no such file") from exc
         key = hashlib.sha256(self.url.encode()).hexdigest()[:16]
-        local = self.cache_dir / "sources" / key / relpath
+        local = self.cache_dir / key / relpath
         if local.is_file() and local.stat().st_size == size:
             return local
         local.parent.mkdir(parents=True, exist_ok=True)
@@ -198,7 +198,7 @@ def open_source(location: str, revision: str = "main", hub: HubLocation | None =
     if is_local_path(location):
         return LocalTree(Path(location.removeprefix("file://")).expanduser().resolve())
     if "://" in location:
-        return FsspecTree(location, Path(cache_dir or "./data/cache"), storage_options or {})
+        return FsspecTree(location, Path(cache_dir or "./data/cache/sources"), storage_options or {})
     repo_id = location.removeprefix("hf:")
     if repo_id.count("/") != 1 or any(not part for part in repo_id.split("/")):
         raise SourceError(f"{location!r}: not a hub repo id (owner/name), a local directory (absolute or ./) "
