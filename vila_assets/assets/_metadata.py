@@ -65,30 +65,38 @@ def _histogram(values: Iterable[float], lo: float, hi: float, bins: int) -> tupl
     return np.histogram(np.clip(v, lo, hi), bins=bins, range=(lo, hi))
 
 
-def histogram_png(values: Iterable[float], threshold: float, lo: float = -0.2, hi: float = 1.0, bins: int = 24) -> bytes:
-    """A small bar chart of scores with the threshold as a red line (PNG bytes, a few KB)."""
+def _bars_png(counts: np.ndarray, lo: float, hi: float, *, title: str, color: tuple[int, int, int],
+              marker: tuple[float, str] | None = None) -> bytes:
+    """Bars of ``counts`` over ``[lo, hi]``, 360x140 PNG bytes (a few KB); ``marker``: (x, label) drawn as a
+    red vertical line."""
     from PIL import Image, ImageDraw
 
-    counts, _ = _histogram(values, lo, hi, bins)
     w, h, pad = 360, 140, 18
     img = Image.new("RGB", (w, h), "white")
     d = ImageDraw.Draw(img)
     top = max(int(counts.max()), 1) if len(counts) else 1
-    bw = (w - 2 * pad) / bins
+    bw = (w - 2 * pad) / max(len(counts), 1)
     for i, c in enumerate(counts):
         x0 = pad + i * bw
-        y0 = h - pad - (h - 2 * pad) * c / top
-        d.rectangle((x0 + 1, y0, x0 + bw - 1, h - pad), fill=(70, 110, 180))
-    tx = pad + (w - 2 * pad) * (min(max(threshold, lo), hi) - lo) / (hi - lo)
-    d.line((tx, pad / 2, tx, h - pad), fill=(200, 30, 30), width=2)
+        d.rectangle((x0 + 1, h - pad - (h - 2 * pad) * c / top, x0 + bw - 1, h - pad), fill=color)
+    if marker is not None:
+        x, label = marker
+        tx = pad + (w - 2 * pad) * (min(max(x, lo), hi) - lo) / (hi - lo)
+        d.line((tx, pad / 2, tx, h - pad), fill=(200, 30, 30), width=2)
+        d.text((tx + 3, 2), label, fill=(200, 30, 30))
     d.line((pad, h - pad, w - pad, h - pad), fill=(0, 0, 0))
-    d.text((pad, h - pad + 3), f"{lo:g}", fill=(0, 0, 0))
-    d.text((w - pad - 12, h - pad + 3), f"{hi:g}", fill=(0, 0, 0))
-    d.text((tx + 3, 2), f"threshold {threshold:g}", fill=(200, 30, 30))
-    d.text((pad, 2), f"max bin {top}", fill=(0, 0, 0))
+    d.text((pad, h - pad + 3), f"{lo:.3g}", fill=(0, 0, 0))
+    d.text((w - pad - 30, h - pad + 3), f"{hi:.3g}", fill=(0, 0, 0))
+    d.text((pad, 2), f"{title}  max bin {top}".strip(), fill=(0, 0, 0))
     out = io.BytesIO()
     img.save(out, format="PNG", optimize=True)
     return out.getvalue()
+
+
+def histogram_png(values: Iterable[float], threshold: float, lo: float = -0.2, hi: float = 1.0, bins: int = 24) -> bytes:
+    """A small bar chart of scores with the threshold as a red line (PNG bytes, a few KB)."""
+    counts, _ = _histogram(values, lo, hi, bins)
+    return _bars_png(counts, lo, hi, title="", color=(70, 110, 180), marker=(threshold, f"threshold {threshold:g}"))
 
 
 def histogram_md(values: Iterable[float], threshold: float, lo: float = -0.2, hi: float = 1.0, bins: int = 12,
@@ -112,25 +120,9 @@ def histogram_chart_md(values: Iterable[float], threshold: float) -> str:
 
 def distribution_png(values: Iterable[float], title: str = "", bins: int = 20) -> bytes:
     """A small histogram of ``values`` over their own range (PNG bytes, a few KB)."""
-    from PIL import Image, ImageDraw
-
     v = np.asarray(list(values), dtype=np.float64)
     lo, hi = (float(v.min()), float(v.max())) if len(v) else (0.0, 1.0)
     if hi <= lo:
         lo, hi = lo - 0.5, hi + 0.5
     counts, _ = np.histogram(v, bins=bins, range=(lo, hi))
-    w, h, pad = 360, 140, 18
-    img = Image.new("RGB", (w, h), "white")
-    d = ImageDraw.Draw(img)
-    top = max(int(counts.max()), 1) if len(counts) else 1
-    bw = (w - 2 * pad) / bins
-    for i, c in enumerate(counts):
-        x0 = pad + i * bw
-        d.rectangle((x0 + 1, h - pad - (h - 2 * pad) * c / top, x0 + bw - 1, h - pad), fill=(70, 130, 90))
-    d.line((pad, h - pad, w - pad, h - pad), fill=(0, 0, 0))
-    d.text((pad, h - pad + 3), f"{lo:.3g}", fill=(0, 0, 0))
-    d.text((w - pad - 30, h - pad + 3), f"{hi:.3g}", fill=(0, 0, 0))
-    d.text((pad, 2), f"{title}  max bin {top}", fill=(0, 0, 0))
-    out = io.BytesIO()
-    img.save(out, format="PNG", optimize=True)
-    return out.getvalue()
+    return _bars_png(counts, lo, hi, title=title, color=(70, 130, 90))
