@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -65,3 +66,23 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, tmp_dir: str | os
 def _fsync_file(path: Path) -> None:
     with open(path, "rb") as fh:
         os.fsync(fh.fileno())
+
+
+def replace_dir(new: str | os.PathLike[str], dest: str | os.PathLike[str]) -> None:
+    """Put directory ``new`` at ``dest`` in one rename (same file system): an old tree is moved aside
+    first and deleted after; if the rename fails, the old tree is put back."""
+    new, dest = Path(new), Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    old = None
+    if dest.exists() or dest.is_symlink():
+        old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
+        os.rmdir(old)
+        os.replace(dest, old)
+    try:
+        os.replace(new, dest)
+    except BaseException:
+        if old is not None:
+            os.replace(old, dest)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

@@ -27,6 +27,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vila_assets.core.atomic import replace_dir
 from vila_assets.core.llava_json import KNOWN_IMAGE_ROOTS, image_root, iter_json_array, record_images
 from vila_assets.core.policy import Difference
 from vila_assets.core.safe_tar import safe_untar
@@ -143,24 +144,6 @@ def count_files(tree: Path) -> tuple[int, int]:
             files += 1
             size += os.stat(os.path.join(dirpath, name)).st_size
     return files, size
-
-
-def replace_dir(new: Path, dest: Path) -> None:
-    """Put directory ``new`` at ``dest`` in one rename (an old tree is moved aside first, then deleted)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    old = None
-    if dest.exists() or dest.is_symlink():
-        old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
-        os.rmdir(old)
-        os.replace(dest, old)
-    try:
-        os.replace(new, dest)
-    except BaseException:
-        if old is not None:
-            os.replace(old, dest)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def staging_dir(dest: Path) -> Path:

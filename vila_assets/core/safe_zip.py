@@ -26,6 +26,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from vila_assets.core.atomic import replace_dir
+
 _COPY_CHUNK = 1 << 20
 
 
@@ -190,7 +192,7 @@ def safe_extract(
                 else:
                     written += _copy_entry(zf, info, target, zip_path)
                     files += 1
-        _replace_dir(tmp, dest)
+        replace_dir(tmp, dest)
     except zipfile.BadZipFile as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         raise UnsafeZipError(f"{zip_path}: corrupt archive ({exc})") from exc
@@ -200,18 +202,3 @@ def safe_extract(
     return ExtractSummary(zip_path, dest, files, dirs, written)
 
 
-def _replace_dir(new: Path, dest: Path) -> None:
-    """Put directory ``new`` at ``dest``: move any old tree aside, rename, then delete the old tree."""
-    old = None
-    if dest.exists() or dest.is_symlink():
-        old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
-        os.rmdir(old)
-        os.replace(dest, old)
-    try:
-        os.replace(new, dest)
-    except BaseException:
-        if old is not None:
-            os.replace(old, dest)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

@@ -35,9 +35,9 @@ from vila_assets.core.image_roots import (
     field_name,
     install_root,
     references_by_root,
-    replace_dir,
     staging_dir,
 )
+from vila_assets.core.atomic import replace_dir
 from vila_assets.core.llava_json import JsonArrayError
 from vila_assets.core.ocr_vqa import OcrVqaError, book_id, cover_config, read_covers, save_covers, write_crawl_input
 from vila_assets.core.ranged_download import DownloadError, download
