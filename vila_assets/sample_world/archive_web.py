@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import mimetypes
-import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from vila_assets.sample_world.byte_ranges import parse_byte_range
 from vila_assets.sample_world.sources import SourceContext
 
 ARCHIVES_DIR = "archives"  # beside the world's hub directory
@@ -66,19 +66,6 @@ def image_roots_source(base: str, **overrides):
     fields = {"mirrors": {host: base for host in OFFICIAL_HOSTS}, "ocr_vqa_dataset": base + OCR_VQA_DATASET,
               **sharegpt4v, **overrides}
     return ImageRootsSource(**fields)
-
-
-def _parse_range(header: str, size: int) -> tuple[int, int] | None:
-    """``(first, last)`` of a single byte range, clipped to ``size``; None when it cannot be satisfied."""
-    m = re.fullmatch(r"bytes=(\d*)-(\d*)", header.strip())
-    if not m or m.group(1) == m.group(2) == "":
-        return None
-    if m.group(1) == "":
-        n = int(m.group(2))
-        return (max(size - n, 0), size - 1) if n and size else None
-    first = int(m.group(1))
-    last = min(int(m.group(2)), size - 1) if m.group(2) else size - 1
-    return (first, last) if first <= last and first < size else None
 
 
 class ArchiveWeb:
@@ -182,7 +169,7 @@ class _ArchiveHandler(BaseHTTPRequestHandler):
         if ranged and self.headers.get("If-Range") not in (None, etag):
             ranged = None  # the client's part is of another version: send the whole file
         if ranged:
-            span = _parse_range(ranged, size)
+            span = parse_byte_range(ranged, size)
             if span is None:
                 return self._status(416, {"Content-Range": f"bytes */{size}"})
             first, last = span

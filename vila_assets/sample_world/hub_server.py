@@ -26,6 +26,8 @@ from functools import cached_property
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from vila_assets.sample_world.byte_ranges import parse_byte_range
+
 REPO_TYPES = {"datasets": "dataset", "models": "model"}
 _CHUNK = 1 << 20
 
@@ -181,11 +183,14 @@ class _HubHandler(BaseHTTPRequestHandler):
         start, end, status = 0, size - 1, 200
         rng = self.headers.get("Range")
         if rng and not head:
-            m = re.match(r"bytes=(\d+)-(\d*)$", rng.strip())
-            if m:
-                start = int(m.group(1))
-                end = int(m.group(2)) if m.group(2) else size - 1
-                status = 206
+            span = parse_byte_range(rng, size)
+            if span is None:
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{size}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            (start, end), status = span, 206
         length = max(0, end - start + 1)
         self.send_response(status)
         self.send_header("X-Repo-Commit", repo.sha)
