@@ -68,6 +68,24 @@ def _fsync_file(path: Path) -> None:
         os.fsync(fh.fileno())
 
 
+def fresh_temp_dir(dest: str | os.PathLike[str]) -> Path:
+    """A new empty folder ``.<name>.tmp-*`` beside ``dest`` (same file system, so :func:`replace_dir` can
+    rename it into place), readable like an ordinary directory. Temp and set-aside folders of the same
+    ``dest`` that a killed process left (``.<name>.tmp-*``, ``.<name>.old-*``) are removed first: one
+    writer per ``dest`` at a time (Dagster runs one partition once)."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    for pattern in (f".{glob.escape(dest.name)}.tmp-*", f".{glob.escape(dest.name)}.old-*"):
+        for stale in dest.parent.glob(pattern):
+            if stale.is_dir() and not stale.is_symlink():
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                stale.unlink(missing_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+    os.chmod(tmp, 0o755)  # mkdtemp makes it private; what is renamed into place is an ordinary directory
+    return tmp
+
+
 def replace_dir(new: str | os.PathLike[str], dest: str | os.PathLike[str]) -> None:
     """Put directory ``new`` at ``dest`` in one rename (same file system): an old tree is moved aside
     first and deleted after; if the rename fails, the old tree is put back."""

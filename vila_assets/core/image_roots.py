@@ -21,13 +21,12 @@ import fnmatch
 import os
 import shutil
 import tarfile
-import tempfile
 import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vila_assets.core.atomic import replace_dir
+from vila_assets.core.atomic import fresh_temp_dir, replace_dir
 from vila_assets.core.llava_json import KNOWN_IMAGE_ROOTS, image_root, iter_json_array, record_images
 from vila_assets.core.policy import Difference
 from vila_assets.core.safe_tar import safe_untar
@@ -147,9 +146,9 @@ def count_files(tree: Path) -> tuple[int, int]:
 
 
 def staging_dir(dest: Path) -> Path:
-    """A fresh folder beside ``dest`` (same file system, so the final rename is atomic)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+    """A fresh folder beside ``dest`` (same file system, so the final rename is atomic); what a killed
+    install of ``dest`` left beside it is removed first (:func:`~vila_assets.core.atomic.fresh_temp_dir`)."""
+    return fresh_temp_dir(dest)
 
 
 def install_root(dest: Path, archives: Sequence[tuple[Path, ArchiveSpec]],

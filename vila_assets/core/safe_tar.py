@@ -12,9 +12,9 @@ from __future__ import annotations
 import os
 import shutil
 import tarfile
-import tempfile
 from pathlib import Path, PurePosixPath
 
+from vila_assets.core.atomic import fresh_temp_dir
 from vila_assets.core.safe_zip import ExtractSummary, UnsafeZipError, ZipLimits, safe_relpath
 
 _COPY_CHUNK = 1 << 20
@@ -68,9 +68,7 @@ def safe_untar(tar_path: str | os.PathLike[str], dest: str | os.PathLike[str],
         tar = tarfile.open(tar_path)
     except (tarfile.TarError, OSError) as exc:
         raise UnsafeZipError(f"{tar_path}: not a readable tar archive ({exc})") from exc
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
-    os.chmod(tmp, 0o755)
+    tmp = fresh_temp_dir(dest)
     files = dirs = written = 0
     try:
         with tar:

@@ -21,12 +21,11 @@ from __future__ import annotations
 import os
 import shutil
 import stat
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from vila_assets.core.atomic import replace_dir
+from vila_assets.core.atomic import fresh_temp_dir, replace_dir
 
 _COPY_CHUNK = 1 << 20
 
@@ -178,9 +177,7 @@ def safe_extract(
     """
     zip_path, dest = Path(zip_path), Path(dest)
     vetted = check_zip(zip_path, limits)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
-    os.chmod(tmp, 0o755)  # mkdtemp makes it private; the published tree is an ordinary directory
+    tmp = fresh_temp_dir(dest)
     files = dirs = written = 0
     try:
         with zipfile.ZipFile(zip_path) as zf:
