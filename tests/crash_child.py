@@ -3,11 +3,14 @@ ARGS_JSON``.
 
 ARGS_JSON: ``{"root": data root (local path or fsspec URL), "cache": local working copy (fsspec roots),
 "storage_options": {...}, "instance": DAGSTER_HOME-like folder, "groups": [asset groups],
-"kill": "module:attr.path@N" or null}``.
+"kill": "module:attr.path@N" or "module:attr.path@N~text" or null}``.
 
 ``kill`` wraps the named function so that its N-th call SIGKILLs this process before doing anything
-(no Python cleanup, no ``finally``: what a power cut or the OOM killer does). Hooks are installed before
-the platform's modules are imported, so names imported with ``from x import f`` see the wrapper.
+(no Python cleanup, no ``finally``: what a power cut or the OOM killer does). With ``~text`` only the
+calls whose arguments' ``repr`` contains ``text`` count (``os:replace@1~part-00001.count``: the rename
+that puts that file in place), so a kill point stays where it is when other calls come and go. Hooks
+are installed before the platform's modules are imported, so names imported with ``from x import f``
+see the wrapper.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from pathlib import Path
 
 
 def install_kill(spec: str) -> None:
-    target, nth = spec.rsplit("@", 1)
+    target, when = spec.split("@", 1)
+    nth, _, text = when.partition("~")
     module_name, attr_path = target.split(":")
     owner = importlib.import_module(module_name)
     *parents, name = attr_path.split(".")
@@ -33,7 +37,7 @@ def install_kill(spec: str) -> None:
     n = int(nth)
 
     def killer(*args, **kwargs):
-        if next(calls) == n:
+        if (not text or text in repr((args, kwargs))) and next(calls) == n:
             os.kill(os.getpid(), signal.SIGKILL)
         return original(*args, **kwargs)
 
