@@ -96,3 +96,45 @@ def s3_server(monkeypatch):
 
     with S3Server(monkeypatch) as server:
         yield server
+
+
+def test_publish_dir_keeps_the_remote_shard_folder_loadable_after_every_single_operation(tmp_path, monkeypatch):
+    """A process killed between any two uploads or deletes leaves a folder VILA's loader reads: every
+    remote ``.count`` has its ``.pkl`` beside it, holding as many records as it says."""
+    import pickle
+
+    root = _memory_root(tmp_path, "ordered")
+    shards = root.playground("coyo-700m", "pkl02-split")
+    remote_dir = "/ordered/vila/playground/data/coyo-700m/pkl02-split"
+    fs = fsspec.filesystem("memory")
+    states: list[dict[str, bytes]] = []
+
+    def snapshot():
+        states.append({p.rsplit("/", 1)[1]: fs.cat_file(p) for p in fs.find(remote_dir)} if fs.exists(remote_dir)
+                      else {})
+
+    put, rm = FsspecDataRoot._put, type(fs).rm_file
+    monkeypatch.setattr(FsspecDataRoot, "_put", lambda self, *a: (put(self, *a), snapshot())[0])
+    monkeypatch.setattr(type(fs), "rm_file", lambda self, *a, **k: (rm(self, *a, **k), snapshot())[0])
+
+    def write(stem, n):
+        (shards / f"{stem}.pkl").write_bytes(pickle.dumps(list(range(n))))
+        (shards / f"{stem}.count").write_text(str(n))
+
+    shards.mkdir(parents=True)
+    for stem, n in (("part-00000", 3), ("part-00001", 2), ("part-00002", 4)):
+        write(stem, n)
+    root.publish_dir(shards)
+    write("part-00000", 5)  # rewritten with another length
+    for stale in shards.glob("part-00002.*"):  # no longer produced
+        stale.unlink()
+    root.publish_dir(shards)
+
+    assert len(states) > 8
+    for i, state in enumerate(states):
+        for name, data in state.items():
+            if name.endswith(".count"):
+                pkl = state.get(name.removesuffix(".count") + ".pkl")
+                assert pkl is not None and len(pickle.loads(pkl)) == int(data), (i, name, sorted(state))
+    assert sorted(states[-1]) == ["part-00000.count", "part-00000.pkl", "part-00001.count", "part-00001.pkl"]
+    assert states[-1]["part-00000.count"] == b"5"

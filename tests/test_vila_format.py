@@ -92,3 +92,31 @@ def test_shard_write_never_leaves_anything_in_the_listed_folder(tmp_path):
     assert len(seen_during[1]) == 1 and seen_during[1][0].startswith(".part-00001.pkl.tmp-")
     assert sorted(os.listdir(out)) == ["part-00000.count", "part-00000.pkl"]
     assert validate_shard_dir(out) == []
+
+
+def test_rewriting_a_shard_never_leaves_a_count_that_lies_about_its_pickle(tmp_path, monkeypatch):
+    """A shard rewritten with another length, killed between the .pkl rename and the .count write: the
+    shard is uncounted (the loader skips it), never counted with the old length."""
+    import pickle
+
+    from vila_assets.core import vila_format as vf
+
+    out = tmp_path / "pkl"
+    vf.write_pickle_shard(out, "part-00000", [{"a": 1}, {"a": 2}, {"a": 3}])
+
+    def killed(*_args, **_kwargs):
+        raise KeyboardInterrupt("killed before the .count")
+
+    monkeypatch.setattr(vf, "atomic_write_text", killed)
+    with pytest.raises(KeyboardInterrupt):
+        vf.write_pickle_shard(out, "part-00000", [{"a": 1}])
+    assert not (out / "part-00000.count").exists()
+    assert len(pickle.loads((out / "part-00000.pkl").read_bytes())) == 1
+    monkeypatch.undo()
+    vf.write_pickle_shard(out, "part-00000", [{"a": 1}])  # the rerun completes the pair
+    assert vf.read_count(out / "part-00000.count") == 1 and vf.validate_shard_dir(out) == []
+    # the same length again, killed before the .count: the old .count is still right, so it stays
+    monkeypatch.setattr(vf, "atomic_write_text", killed)
+    with pytest.raises(KeyboardInterrupt):
+        vf.write_pickle_shard(out, "part-00000", [{"a": 9}])
+    assert vf.read_count(out / "part-00000.count") == 1 and vf.validate_shard_dir(out) == []

@@ -126,16 +126,25 @@ def write_pickle_shard(directory: str | os.PathLike[str], stem: str, records: It
     """Write ``<stem>.pkl`` and ``<stem>.count`` atomically (records streamed). Returns the ``.pkl`` path.
 
     Both grow in :func:`shard_tmp_dir`, outside the folder VILA's loader counts, and are renamed in:
-    the ``.pkl`` first, then the ``.count``. A process killed at any point leaves the folder as it was,
-    or with a finished ``.pkl`` not yet counted (the loader only opens counted shards); a rerun
-    completes the pair.
+    the ``.pkl`` first, then the ``.count`` (an old ``.count`` of another length is removed before the
+    new ``.pkl`` goes in). A process killed at any point leaves the folder as it was, or with a finished
+    ``.pkl`` not yet counted (the loader only opens counted shards); a rerun completes the pair.
     """
     if not stem or "/" in stem or stem.startswith(".") or "\\" in stem or "\0" in stem:
         raise ValueError(f"bad shard stem {stem!r}")
     directory = Path(directory)
     tmp = shard_tmp_dir(directory)
-    n = write_pickled_list(directory / f"{stem}.pkl", records, tmp)
-    atomic_write_text(directory / f"{stem}.count", str(n), tmp)
+    count_path = directory / f"{stem}.count"
+    with atomic_open(directory / f"{stem}.pkl", "wb", tmp) as fh:
+        writer = PickleListWriter(fh)
+        for rec in records:
+            writer.append(rec)
+        writer.close()
+        # rewriting a shard with another length: its old .count goes before the new .pkl is renamed in,
+        # so a kill in between leaves an uncounted shard, never a count that lies about its .pkl
+        if count_path.exists() and count_path.read_text().strip() != str(writer.count):
+            count_path.unlink()
+    atomic_write_text(count_path, str(writer.count), tmp)
     return directory / f"{stem}.pkl"
 
 

@@ -148,23 +148,41 @@ class FsspecDataRoot(DataRoot):
         fs.makedirs(str(PurePosixPath(target).parent), exist_ok=True)
         fs.mv(tmp, target)
 
+    def _take_down_changed_counts(self, fs, base: str, files: list[Path], remote: set[str] | None = None) -> None:
+        """VILA's loader opens every counted shard and trusts its count: before a new ``.pkl`` replaces
+        an old one, a remote ``.count`` that no longer matches goes (the shard is then uncounted, so
+        skipped, until its new ``.count`` is up)."""
+        for f in files:
+            if f.suffix != ".count":
+                continue
+            target = f"{base}/{self.relpath(f)}"
+            if (target in remote) if remote is not None else fs.exists(target):
+                if fs.cat_file(target) != f.read_bytes():
+                    fs.rm_file(target)
+
     def publish(self, *locals_: str | os.PathLike[str]) -> str:
         fs, base = self._fs()
-        for local in locals_:
-            self._put(fs, base, Path(local).resolve())
+        files = [Path(local).resolve() for local in locals_]
+        self._take_down_changed_counts(fs, base, files)
+        for f in files:
+            self._put(fs, base, f)
         return self.url(locals_[-1]) if locals_ else ""
 
     def publish_dir(self, local_dir: str | os.PathLike[str]) -> str:
+        """Every file of ``local_dir``, then nothing stale beside them, in the order that keeps a shard
+        folder loadable at every moment: changed ``.count`` files down first, ``.pkl`` files up before
+        any ``.count``, stale ``.count`` files removed before their ``.pkl``."""
         local_dir = Path(local_dir).resolve()
         fs, base = self._fs()
         files = sorted(p for p in local_dir.rglob("*") if p.is_file())
-        for f in files:
-            self._put(fs, base, f)
         remote_dir = f"{base}/{self.relpath(local_dir)}"
+        self._take_down_changed_counts(fs, base, files, set(_remote_files(fs, remote_dir)))
+        for f in sorted(files, key=lambda p: p.suffix == ".count"):  # stable sort: counts last
+            self._put(fs, base, f)
         want = {self.relpath(f) for f in files}
-        for stale in _remote_files(fs, remote_dir):
-            if stale.removeprefix(base + "/") not in want:
-                fs.rm_file(stale)
+        stale = [r for r in _remote_files(fs, remote_dir) if r.removeprefix(base + "/") not in want]
+        for r in sorted(stale, key=lambda r: not r.endswith(".count")):  # counts first
+            fs.rm_file(r)
         return self.url(local_dir)
 
     def fetch(self, local: str | os.PathLike[str]) -> Path:
