@@ -271,9 +271,9 @@ def time_partitions_page_in_browser(url: str, asset: str, first_key: str, shots:
 def follow_drain(instance, dev, ids: list[str], expected: int, asset: str, timeout: float,
                  out=print) -> tuple[Drain, float | None]:
     """Poll the runs until all of them have finished; time the partitions page once, half way."""
-    from vila_assets.backfill import Progress
+    from vila_assets.core.progress import ProgressLine
 
-    progress = Progress("bench: runs finished", expected, "runs", every=15.0, out=out)
+    progress = ProgressLine("bench: runs finished", expected, "runs", every=15.0, out=out)
     mid_page = None
     deadline = time.monotonic() + timeout
     while True:
