@@ -66,6 +66,10 @@ def test_demo_materializes_every_family_on_the_sample_world(tmp_path, dagster_in
     assert summary.assets["vflan_chunks"]["partitions"] == 128
     assert summary.assets["mmc4_core_shard"]["partitions"] == len(
         dagster_instance.get_dynamic_partitions("mmc4_shards")) > 0
+    # the summary holds figures only (the platform report's chart markdown once landed in it)
+    not_numbers = {(a, k) for a, info in summary.assets.items() for k, v in info["yields"].items()
+                   if not isinstance(v, (int, float))}
+    assert not_numbers == set()
 
 
 @pytest.mark.parametrize("profile", ["production", "sample_world"])

@@ -232,8 +232,10 @@ def collect_asset_summary(instance: dg.DagsterInstance, defs: dg.Definitions) ->
         yields = {}
         if ev is not None and ev.asset_materialization is not None:
             for name, value in ev.asset_materialization.metadata.items():
+                v = getattr(value, "value", value)
+                if isinstance(v, bool) or not isinstance(v, (int, float)):
+                    continue  # figures only (a chart's markdown is no yield)
                 if "yield" in name or name in ("records", "samples", "docs_out", "count"):
-                    v = getattr(value, "value", value)
                     yields[name] = round(v, 3) if isinstance(v, float) else v
         out[key.to_user_string()] = {"partitions": n, "yields": yields}
     return out
